@@ -1,0 +1,5 @@
+"""`python -m hlojit` is the `hlojit` command."""
+
+from hlojit.cli import main
+
+raise SystemExit(main())

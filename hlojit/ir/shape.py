@@ -1,0 +1,165 @@
+"""Shapes: an element type, dimensions and a physical layout, or a tuple of shapes.
+
+A layout is XLA's `minor_to_major` list: `{1,0}` is row-major for rank 2,
+`{0,1}` column-major. Shapes are immutable values; the default layout is
+row-major (descending dimension numbers), and a shape built without a layout
+gets it, so `f32[4,3]` and `f32[4,3]{1,0}` are the same value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterator, Union
+
+import numpy as np
+
+from .dtypes import DType
+
+
+def default_layout(rank: int) -> tuple[int, ...]:
+    return tuple(range(rank - 1, -1, -1))
+
+
+@dataclass(frozen=True)
+class ArrayShape:
+    """An array shape `dtype[dims]{layout}`. Rank 0 is a scalar."""
+
+    dtype: DType
+    dims: tuple[int, ...] = ()
+    layout: tuple[int, ...] | None = field(default=None)
+
+    def __post_init__(self):
+        dims = tuple(int(d) for d in self.dims)
+        object.__setattr__(self, "dims", dims)
+        if self.layout is None:
+            object.__setattr__(self, "layout", default_layout(len(dims)))
+        else:
+            object.__setattr__(self, "layout", tuple(int(d) for d in self.layout))
+
+    # --- queries -------------------------------------------------------
+    is_tuple = False
+
+    @property
+    def rank(self) -> int:
+        return len(self.dims)
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return math.prod(self.dims)
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def is_scalar(self) -> bool:
+        return not self.dims
+
+    @property
+    def has_default_layout(self) -> bool:
+        return self.layout == default_layout(self.rank)
+
+    @property
+    def layout_is_valid(self) -> bool:
+        return sorted(self.layout) == list(range(self.rank))
+
+    def leaves(self) -> Iterator[ArrayShape]:
+        yield self
+
+    # --- derived shapes ------------------------------------------------
+    def with_dtype(self, dtype: DType) -> ArrayShape:
+        return ArrayShape(dtype, self.dims, self.layout)
+
+    def with_dims(self, dims) -> ArrayShape:
+        """Same dtype, new dims, default layout."""
+        return ArrayShape(self.dtype, tuple(dims))
+
+    def with_layout(self, layout) -> ArrayShape:
+        return ArrayShape(self.dtype, self.dims, tuple(layout))
+
+    def without_layout(self) -> ArrayShape:
+        return ArrayShape(self.dtype, self.dims)
+
+    def same_dims_and_type(self, other: Shape) -> bool:
+        """Equal ignoring layout."""
+        return not other.is_tuple and self.dtype == other.dtype and self.dims == other.dims
+
+    def numpy_strides(self) -> tuple[int, ...]:
+        """Byte strides of a dense buffer in this layout, in logical dimension order."""
+        strides = [0] * self.rank
+        step = self.dtype.itemsize
+        for d in self.layout:
+            strides[d] = step
+            step *= self.dims[d]
+        return tuple(strides)
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return self.dtype.numpy
+
+    def __str__(self) -> str:
+        from .printer import shape_to_text
+
+        return shape_to_text(self)
+
+    def __repr__(self) -> str:
+        return f"Shape({self})"
+
+
+@dataclass(frozen=True)
+class TupleShape:
+    """A tuple `(s1, s2, ...)` of shapes."""
+
+    elements: tuple[Shape, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "elements", tuple(self.elements))
+
+    is_tuple = True
+
+    def leaves(self) -> Iterator[ArrayShape]:
+        for e in self.elements:
+            yield from e.leaves()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(leaf.nbytes for leaf in self.leaves())
+
+    def without_layout(self) -> TupleShape:
+        return TupleShape(tuple(e.without_layout() for e in self.elements))
+
+    def same_dims_and_type(self, other: Shape) -> bool:
+        return (
+            other.is_tuple
+            and len(other.elements) == len(self.elements)
+            and all(a.same_dims_and_type(b) for a, b in zip(self.elements, other.elements))
+        )
+
+    def __str__(self) -> str:
+        from .printer import shape_to_text
+
+        return shape_to_text(self)
+
+    def __repr__(self) -> str:
+        return f"Shape({self})"
+
+
+Shape = Union[ArrayShape, TupleShape]
+
+
+def scalar(dtype: DType) -> ArrayShape:
+    return ArrayShape(dtype, ())
+
+
+def array(dtype: DType | str, dims, layout=None) -> ArrayShape:
+    """Convenience constructor: `array("f32", (4, 3))`."""
+    if isinstance(dtype, str):
+        dtype = DType.from_text(dtype)
+    return ArrayShape(dtype, tuple(dims), layout)
+
+
+def shape_of_array(value: np.ndarray) -> ArrayShape:
+    """The row-major shape of a numpy array."""
+    return ArrayShape(DType.from_numpy(value.dtype), value.shape)
