@@ -129,7 +129,8 @@ class Computation:
     def parameters(self) -> tuple[Instruction, ...]:
         """Parameter instructions ordered by parameter number."""
         params = [i for i in self.instructions if i.opcode is Opcode.PARAMETER]
-        return tuple(sorted(params, key=lambda i: i.parameter_number))
+        # A missing number sorts last rather than raising: the verifier reports it properly.
+        return tuple(sorted(params, key=lambda i: (i.parameter_number is None, i.parameter_number or 0)))
 
     @property
     def root(self) -> Instruction:
