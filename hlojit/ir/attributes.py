@@ -102,6 +102,7 @@ ATTRIBUTES: dict[str, AttrKind] = {
     "custom_call_has_side_effect": AttrKind.BOOL,
     "custom_call_schedule": AttrKind.IDENT,
     "operand_layout_constraints": AttrKind.RAW,
+    "parameter_replication": AttrKind.RAW,
 }
 
 # Attributes that do not change what an instruction computes: passes may drop them,
@@ -277,8 +278,11 @@ class SliceDim:
 
 
 def slice_to_text(dims: tuple[SliceDim, ...]) -> str:
+    # As XLA prints it: strides are written for every dimension as soon as one is not 1.
+    strided = any(d.stride != 1 for d in dims)
+
     def one(d: SliceDim) -> str:
-        return f"[{d.start}:{d.limit}]" if d.stride == 1 else f"[{d.start}:{d.limit}:{d.stride}]"
+        return f"[{d.start}:{d.limit}:{d.stride}]" if strided else f"[{d.start}:{d.limit}]"
 
     return "{" + ", ".join(one(d) for d in dims) + "}"
 
