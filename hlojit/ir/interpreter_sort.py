@@ -128,7 +128,8 @@ def _sort(ctx: OpContext, operands: list[Value]) -> Value:
 def _general_argsort(arrays: list[np.ndarray], axis: int, less: ScalarFunction) -> np.ndarray:
     moved = [np.moveaxis(a, axis, -1) for a in arrays]
     outer, n = moved[0].shape[:-1], moved[0].shape[-1]
-    rows = [a.reshape(-1, n) for a in moved]
+    # An explicit row count: reshape(-1, 0) is ambiguous for zero-size rows.
+    rows = [a.reshape(int(np.prod(outer, dtype=np.int64)), n) for a in moved]
     permutation, ok = _merge_argsort(rows, less)
     for r in np.nonzero(~ok)[0]:
         permutation[r] = _argsort_row_with_cmp([row[r] for row in rows], less)

@@ -1708,3 +1708,25 @@ def test_missing_attribute_and_bad_operands_name_the_instruction():
     m = module("  s = u32[2] parameter(0)\n  ROOT r = (u32[2], u8[4]) rng-bit-generator(s), algorithm=rng_default")
     with pytest.raises(HloShapeError, match="state must be u64"):
         evaluate(m, [np.zeros(2, np.uint32)])
+
+
+@pytest.mark.parametrize("dims", [(3, 0), (0, 3)])
+def test_sort_with_general_comparator_on_zero_size_rows(dims):
+    # Regression: the general (non-LT/GT) comparator path reshaped zero-size rows with -1.
+    text = f"""HloModule m
+cmp {{
+  a = f32[] parameter(0)
+  b = f32[] parameter(1)
+  c = pred[] compare(a, b), direction=LT
+  d = pred[] compare(b, a), direction=GT
+  ROOT r = pred[] and(c, d)
+}}
+ENTRY e {{
+  x = f32[{dims[0]},{dims[1]}] parameter(0)
+  ROOT s = f32[{dims[0]},{dims[1]}] sort(x), dimensions={{1}}, to_apply=cmp
+}}"""
+    from hlojit.ir.parser import parse_module
+
+    x = np.zeros(dims, np.float32)
+    result = evaluate(parse_module(text), [x])
+    assert result.shape == dims and result.dtype == np.float32
