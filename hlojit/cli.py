@@ -1,0 +1,293 @@
+"""The `hlojit` command: dump a program at any stage, run it, list passes.
+
+Exit status: 0 success; 1 a `--check` comparison failed; 2 bad input (missing
+file, malformed program, inputs that do not fit the program).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
+
+STAGES_IR = ("parsed", "optimized")
+STAGES_NATIVE = ("llvm", "llvm-opt", "asm")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+# --- loading programs -----------------------------------------------------------------------------
+
+
+def load_module(path: str):
+    """Parse a program file into a Module. The suffix picks the front end."""
+    from hlojit.ir.parser import parse_module
+
+    file = Path(path)
+    if not file.is_file():
+        raise CliError(f"{path}: no such file")
+    if file.suffix != ".hlo":
+        raise CliError(f"{path}: unknown program type {file.suffix!r}; expected a .hlo file")
+    return parse_module(file.read_text(), filename=str(file))
+
+
+def _leaf_count(shape) -> int:
+    return sum(1 for _ in shape.leaves())
+
+
+def _unflatten(shape, leaves: list[np.ndarray]):
+    """Nest flat leaves (the corpus .npz order) to match a possibly-tuple shape."""
+    if not shape.is_tuple:
+        return leaves.pop(0)
+    return tuple(_unflatten(e, leaves) for e in shape.elements)
+
+
+def _flatten(value) -> list[np.ndarray]:
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in _flatten(v)]
+    return [np.asarray(value)]
+
+
+def random_array(shape, rng: np.random.Generator) -> np.ndarray:
+    """A random array for one parameter: small integers, normal floats, random booleans."""
+    dt = shape.dtype
+    if dt.is_pred:
+        return rng.random(shape.dims) < 0.5
+    if dt.is_integer:
+        lo = 0 if dt.is_unsigned else -8
+        return rng.integers(lo, 9, size=shape.dims).astype(dt.numpy)
+    return rng.standard_normal(shape.dims).astype(dt.numpy)
+
+
+def load_inputs(module, path: str | None, seed: int) -> list:
+    """Arguments for the entry computation, from an .npz (`arg0..argN`, flattened) or random."""
+    params = module.entry_layout.parameters
+    if path is None:
+        rng = np.random.default_rng(seed)
+        return [_unflatten(p, [random_array(leaf, rng) for leaf in p.leaves()]) for p in params]
+    try:
+        with np.load(path) as data:
+            names = sorted((k for k in data.files if k.startswith("arg")), key=lambda k: int(k[3:]))
+            leaves = [data[k] for k in names]
+    except (OSError, ValueError) as e:
+        raise CliError(f"{path}: cannot read inputs: {e}") from None
+    wanted = sum(_leaf_count(p) for p in params)
+    if len(leaves) != wanted:
+        raise CliError(f"{path}: has {len(leaves)} inputs (arg0..), the program takes {wanted}")
+    flat_shapes = [leaf for p in params for leaf in p.leaves()]
+    for i, (arr, shape) in enumerate(zip(leaves, flat_shapes)):
+        if arr.shape != shape.dims or arr.dtype != shape.dtype.numpy:
+            raise CliError(
+                f"{path}: arg{i}: the program expects {shape.without_layout()}, "
+                f"got {arr.dtype} array of shape {arr.shape}"
+            )
+    return [_unflatten(p, leaves) for p in params]
+
+
+def load_expected(path: str) -> list[np.ndarray]:
+    try:
+        with np.load(path) as data:
+            names = sorted((k for k in data.files if k.startswith("out")), key=lambda k: int(k[3:]))
+            return [data[k] for k in names]
+    except (OSError, ValueError) as e:
+        raise CliError(f"{path}: cannot read expected outputs: {e}") from None
+
+
+# --- comparing ------------------------------------------------------------------------------------
+
+
+def compare_outputs(got: list[np.ndarray], want: list[np.ndarray], rtol: float, atol: float) -> tuple[bool, list[str]]:
+    """Compare flattened outputs; returns (all ok, one report line per output)."""
+    if len(got) != len(want):
+        return False, [f"the program returned {len(got)} outputs, expected {len(want)}"]
+    ok, lines = True, []
+    for i, (g, w) in enumerate(zip(got, want)):
+        if g.shape != w.shape or g.dtype != w.dtype:
+            ok = False
+            lines.append(f"out{i}: FAIL got {g.dtype}{list(g.shape)}, expected {w.dtype}{list(w.shape)}")
+            continue
+        if np.issubdtype(w.dtype, np.inexact):
+            g64, w64 = g.astype(np.float64), w.astype(np.float64)
+            close = np.isclose(g64, w64, rtol=rtol, atol=atol, equal_nan=True)
+            diff = np.where(np.isnan(g64) & np.isnan(w64), 0.0, np.abs(g64 - w64))
+            worst_abs = float(np.max(diff)) if diff.size else 0.0
+            worst_rel = float(np.max(diff / np.maximum(np.abs(w64), atol))) if diff.size else 0.0
+            detail = f"max abs err {worst_abs:.3g}, max rel err {worst_rel:.3g}"
+        else:
+            close = g == w
+            detail = f"{int(np.count_nonzero(~close))} of {w.size} elements differ"
+        good = bool(np.all(close))
+        ok &= good
+        lines.append(f"out{i}: {'ok  ' if good else 'FAIL'} {w.dtype}{list(w.shape)}  {detail}")
+    return ok, lines
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def _pipeline(passes: str | None):
+    from hlojit.compiler.pipeline import default_pipeline, parse_pipeline
+
+    if passes is None:
+        return default_pipeline()
+    try:
+        return parse_pipeline(passes)
+    except ValueError as e:  # an unknown pass or a malformed list; the message says which
+        raise CliError(str(e)) from None
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from hlojit.ir.graphviz import module_to_dot
+
+    module = load_module(args.file)
+    out = sys.stdout
+
+    def render(m) -> str:
+        return module_to_dot(m) if args.format == "dot" else m.to_text()
+
+    if args.stage == "parsed" and not args.after_each_pass:
+        out.write(render(module))
+        return EXIT_OK
+
+    def dump(pass_name: str, when: str, m, changed: bool) -> None:
+        if when == "after" and changed:
+            out.write(f"// ---- after pass {pass_name} ----\n")
+            out.write(render(m))
+            out.write("\n")
+
+    timings: list = []
+    optimized = _pipeline(args.passes).run(
+        module, dump=dump if args.after_each_pass else None, timings=timings
+    )
+    if args.stage in STAGES_NATIVE:
+        from hlojit.api import lower_to_native_text
+
+        out.write(lower_to_native_text(optimized, args.stage))
+    elif not args.after_each_pass:
+        out.write(render(optimized))
+    if args.timing:
+        total = sum(t[1] for t in timings)
+        sys.stderr.write(f"pass timings (total {total * 1e3:.2f} ms):\n")
+        for name, seconds, changed in timings:
+            sys.stderr.write(f"  {name:<28} {seconds * 1e3:8.3f} ms{'  changed' if changed else ''}\n")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    module = load_module(args.file)
+    inputs = load_inputs(module, args.inputs, args.seed)
+
+    if args.interpret:
+        from hlojit.ir.interpreter import evaluate
+
+        t0 = time.perf_counter()
+        result = evaluate(module, inputs)
+        run_times = [time.perf_counter() - t0]
+        compile_seconds = 0.0
+        engine = "interpreter"
+    else:
+        from hlojit.api import compile_hlo
+
+        t0 = time.perf_counter()
+        executable = compile_hlo(module)
+        compile_seconds = time.perf_counter() - t0
+        result = executable(*inputs)
+        run_times = []
+        for _ in range(args.repeat if args.time else 0):
+            t0 = time.perf_counter()
+            executable(*inputs)
+            run_times.append(time.perf_counter() - t0)
+        engine = "native"
+
+    got = _flatten(result)
+    status = EXIT_OK
+    if args.check:
+        if args.check == "interpreter":
+            from hlojit.ir.interpreter import evaluate
+
+            want = _flatten(evaluate(module, inputs))
+        else:
+            want = load_expected(args.check)
+        ok, lines = compare_outputs(got, want, args.rtol, args.atol)
+        for line in lines:
+            print(line)
+        print(f"{'PASS' if ok else 'FAIL'}: {Path(args.file).name} ({engine}) vs {args.check}")
+        status = EXIT_OK if ok else EXIT_MISMATCH
+    else:
+        with np.printoptions(threshold=64, edgeitems=4, precision=6):
+            for i, value in enumerate(got):
+                print(f"out{i}: {value.dtype}{list(value.shape)}\n{value}")
+    if args.time:
+        print(f"compile: {compile_seconds * 1e3:.2f} ms")
+        if run_times:
+            print(f"run: median {np.median(run_times) * 1e6:.1f} us over {len(run_times)} calls ({engine})")
+    return status
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from hlojit.compiler.pipeline import list_passes
+
+    entries = list_passes()
+    width = max(len(p.name) for p in entries)
+    for p in entries:
+        print(f"{p.name:<{width}}  {p.description}")
+    return EXIT_OK
+
+
+# --- argument parsing -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hlojit", description="hlojit: an XLA-style JIT compiler for array programs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    dump = sub.add_parser("dump", help="print a program at a compilation stage")
+    dump.add_argument("file", help="program file (.hlo)")
+    dump.add_argument("--stage", choices=STAGES_IR + STAGES_NATIVE, default="optimized",
+                      help="which stage to print (default: optimized)")
+    dump.add_argument("--after-each-pass", action="store_true",
+                      help="print the module after every pass that changed it")
+    dump.add_argument("--passes", help="passes to run instead of the default pipeline, e.g. inline-calls,simplify,cse "
+                      "(groups: simplify, default, fixpoint(a,b))")
+    dump.add_argument("--format", choices=("text", "dot"), default="text", help="HLO text or Graphviz dot")
+    dump.add_argument("--timing", action="store_true", help="print per-pass timings to stderr")
+    dump.set_defaults(func=cmd_dump)
+
+    run = sub.add_parser("run", help="run a program on given or random inputs")
+    run.add_argument("file", help="program file (.hlo)")
+    run.add_argument("--inputs", help=".npz with arg0..argN (flattened parameters); random if absent")
+    run.add_argument("--check", help="compare with out0..outM of this .npz, or 'interpreter'")
+    run.add_argument("--interpret", action="store_true", help="use the reference interpreter, not native code")
+    run.add_argument("--time", action="store_true", help="report compile time and median run time")
+    run.add_argument("--repeat", type=int, default=50, help="calls timed by --time (default 50)")
+    run.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    run.add_argument("--rtol", type=float, default=2e-5, help="relative tolerance for --check on floats")
+    run.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance for --check on floats")
+    run.set_defaults(func=cmd_run)
+
+    passes = sub.add_parser("passes", help="list the optimization passes")
+    passes.set_defaults(func=cmd_passes)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from hlojit.ir.errors import HloError, HloParseError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HloParseError as e:
+        print(f"hlojit: {getattr(args, 'file', '')}:{e}", file=sys.stderr)
+    except (CliError, HloError) as e:
+        print(f"hlojit: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        return EXIT_OK
+    return EXIT_BAD_INPUT

@@ -1,0 +1,144 @@
+"""The `hlojit` command: every subcommand, its exit codes, and its error messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hlojit.cli import main
+from hlojit.ir.parser import parse_module
+
+from .conftest import CORPUS_DIR, CORPUS_NAMES, corpus_io
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_dump_parsed_prints_module_that_reparses(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "attention.hlo"), "--stage", "parsed")
+    assert status == 0
+    assert out.startswith("HloModule jit_attention")
+    original = parse_module((CORPUS_DIR / "attention.hlo").read_text())
+    assert parse_module(out) == original
+
+
+def test_dump_optimized_inlines_calls(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "cumsum.hlo"))
+    assert status == 0
+    module = parse_module(out)
+    assert all(i.opcode.text != "call" for c in module.computations for i in c)
+
+
+def test_dump_after_each_pass_names_only_passes_that_changed(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "argmax_onehot.hlo"), "--after-each-pass")
+    assert status == 0
+    headers = [line for line in out.splitlines() if line.startswith("// ---- after pass")]
+    assert headers, out
+    assert any("inline-calls" in h for h in headers)
+
+
+def test_dump_selected_passes_and_timing(capsys):
+    status, out, err = run_cli(
+        capsys, "dump", str(CORPUS_DIR / "argmax_onehot.hlo"), "--passes", "inline-calls,dce", "--timing"
+    )
+    assert status == 0
+    assert "inline-calls" in err and "dce" in err and " ms" in err
+    assert " call(" not in out
+
+
+def test_dump_dot_format(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "cond.hlo"), "--stage", "parsed", "--format", "dot")
+    assert status == 0
+    assert out.startswith("digraph")
+    assert "conditional" in out and "->" in out
+
+
+def test_unknown_pass_is_an_error(capsys):
+    status, _, err = run_cli(capsys, "dump", str(CORPUS_DIR / "cond.hlo"), "--passes", "no-such-pass")
+    assert status == 2
+    assert "no-such-pass" in err
+
+
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_run_interpreter_checks_every_corpus_case(capsys, name):
+    npz = str(CORPUS_DIR / f"{name}.npz")
+    status, out, _ = run_cli(
+        capsys, "run", str(CORPUS_DIR / f"{name}.hlo"), "--interpret", "--inputs", npz, "--check", npz
+    )
+    assert status == 0, out
+    assert out.rstrip().splitlines()[-1].startswith("PASS")
+
+
+def test_run_check_reports_mismatch_with_exit_1(capsys, tmp_path):
+    args, outs = corpus_io("where_clip")
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, out0=outs[0] + 1.0)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, arg0=args[0], arg1=args[1])
+    status, out, _ = run_cli(
+        capsys, "run", str(CORPUS_DIR / "where_clip.hlo"), "--interpret", "--inputs", str(inputs), "--check", str(wrong)
+    )
+    assert status == 1
+    assert "FAIL" in out and "max abs err 1" in out
+
+
+def test_run_random_inputs_prints_outputs(capsys):
+    status, out, _ = run_cli(capsys, "run", str(CORPUS_DIR / "int_math.hlo"), "--interpret", "--seed", "3")
+    assert status == 0
+    assert out.startswith("out0: float32[20]")
+
+
+def test_run_inputs_with_wrong_shape_exit_2(capsys, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, arg0=np.zeros((3, 3), np.float32), arg1=np.zeros((10, 10), np.float32))
+    status, _, err = run_cli(capsys, "run", str(CORPUS_DIR / "where_clip.hlo"), "--interpret", "--inputs", str(bad))
+    assert status == 2
+    assert "arg0" in err and "(3, 3)" in err and "f32[10,10]" in err
+
+
+def test_run_inputs_with_wrong_count_exit_2(capsys, tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, arg0=np.zeros((10, 10), np.float32))
+    status, _, err = run_cli(capsys, "run", str(CORPUS_DIR / "where_clip.hlo"), "--interpret", "--inputs", str(bad))
+    assert status == 2
+    assert "1 inputs" in err and "takes 2" in err
+
+
+def test_missing_file_exit_2(capsys, tmp_path):
+    status, _, err = run_cli(capsys, "dump", str(tmp_path / "nope.hlo"))
+    assert status == 2
+    assert "no such file" in err
+
+
+def test_malformed_file_reports_line_and_column(capsys, tmp_path):
+    bad = tmp_path / "bad.hlo"
+    bad.write_text("HloModule m\n\nENTRY e {\n  x = f32[4] parameter(0)\n  ROOT y = f32[4] add(x, x\n}\n")
+    status, _, err = run_cli(capsys, "dump", str(bad))
+    assert status == 2
+    assert f"{bad}:" in err
+    # The error points into the broken instruction, not at the start of the file.
+    location = err.split(str(bad) + ":", 1)[1].split(":")[:2]
+    assert int(location[0]) >= 5 and int(location[1]) >= 1
+
+
+def test_passes_lists_names_and_descriptions(capsys):
+    status, out, _ = run_cli(capsys, "passes")
+    assert status == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    for expected in ("inline-calls", "dce", "cse", "constant-folding", "algebraic-simplifier"):
+        assert expected in names
+    assert all(len(line.split()) > 1 for line in out.splitlines())
+
+
+def test_python_dash_m_is_the_same_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "hlojit", "passes"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dce" in result.stdout
