@@ -1551,7 +1551,7 @@ def test_reducer_with_control_flow_runs_per_element():
 
 
 def test_sort_comparison_fallback_agrees_with_merge_sort(monkeypatch):
-    from hlojit.ir import interpreter_sort
+    from hlojit.ir.interpreter import sort as interpreter_sort
 
     keys = RNG.integers(0, 4, size=(3, 13)).astype(np.float32)
     second = RNG.integers(0, 100, size=(3, 13)).astype(np.int32)

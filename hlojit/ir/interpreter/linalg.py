@@ -31,13 +31,13 @@ import string
 
 import numpy as np
 
-from .attributes import ConvDims, PadDim, Window
-from .interpreter_context import Handler, OpContext, Value
-from .interpreter_numeric import compute_dtype
-from .interpreter_elementwise import convert_array
-from .interpreter_shapes import pad_array
-from .opcodes import Opcode
-from .shape_inference import dilated_bound, strided_bound
+from ..attributes import ConvDims, PadDim, Window
+from .context import Handler, OpContext, Value
+from .numeric import compute_dtype
+from .elementwise import convert_array
+from .shapes import pad_array
+from ..opcodes import Opcode
+from ..shape_inference import dilated_bound, strided_bound
 
 _LETTERS = string.ascii_letters
 

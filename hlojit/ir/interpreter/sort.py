@@ -3,7 +3,7 @@
 sort (variadic, along `dimensions={d}`, ordered by the comparator computation
 with parameters (lhs_0, rhs_0, lhs_1, rhs_1, ...) returning "lhs < rhs"):
 - fast path, for a comparator that is one LT/GT compare of operand 0: a
-  stable argsort of order keys (`interpreter_numeric.order_key`), applied to
+  stable argsort of order keys (`numeric.order_key`), applied to
   every operand;
 - general path: a stable merge sort of all rows at once, whose merges find
   each element's place by binary search, evaluating the comparator over whole
@@ -26,10 +26,10 @@ import functools
 
 import numpy as np
 
-from .interpreter_context import Handler, OpContext, ScalarFunction, Value
-from .interpreter_numeric import order_key, reverse_key
-from .interpreter_patterns import simple_comparator
-from .opcodes import Opcode
+from .context import Handler, OpContext, ScalarFunction, Value
+from .numeric import order_key, reverse_key
+from .patterns import simple_comparator
+from ..opcodes import Opcode
 
 def _merge_argsort(rows: list[np.ndarray], less: ScalarFunction) -> tuple[np.ndarray, np.ndarray]:
     """Stable merge sort of every row of the (m, n) `rows` at once; returns (order, ok).

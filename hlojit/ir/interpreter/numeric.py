@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dtypes import DType
+from ..dtypes import DType
 
 _NARROW_FLOATS = (DType.F16, DType.BF16)
 _INT64_MAX = np.iinfo(np.int64).max

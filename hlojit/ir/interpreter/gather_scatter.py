@@ -23,11 +23,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .interpreter_context import Handler, OpContext, ScalarFunction, Value
-from .dtypes import DType
-from .interpreter_numeric import as_indices
-from .interpreter_patterns import binary_combiner
-from .opcodes import Opcode
+from .context import Handler, OpContext, ScalarFunction, Value
+from ..dtypes import DType
+from .numeric import as_indices
+from .patterns import binary_combiner
+from ..opcodes import Opcode
 
 # Ufuncs for recognized combiners, by operand class. `.at` applies them unbuffered, in order.
 _INT_UFUNCS = {

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .module import Computation
-from .opcodes import Opcode
+from ..module import Computation
+from ..opcodes import Opcode
 
-# Binary ops that have a numpy ufunc with .reduce and .at (see interpreter_reductions).
+# Binary ops that have a numpy ufunc with .reduce and .at (see reductions).
 COMBINER_OPCODES = frozenset(
     {Opcode.ADD, Opcode.MULTIPLY, Opcode.MAXIMUM, Opcode.MINIMUM, Opcode.AND, Opcode.OR, Opcode.XOR}
 )

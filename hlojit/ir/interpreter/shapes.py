@@ -15,10 +15,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .attributes import PadDim
-from .interpreter_context import Handler, OpContext, Value
-from .interpreter_numeric import scalar_int
-from .opcodes import Opcode
+from ..attributes import PadDim
+from .context import Handler, OpContext, Value
+from .numeric import scalar_int
+from ..opcodes import Opcode
 
 
 def _broadcast(ctx: OpContext, operands: list[Value]) -> Value:

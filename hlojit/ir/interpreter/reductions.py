@@ -29,12 +29,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .attributes import Window
-from .interpreter_context import Handler, OpContext, Value
-from .interpreter_gather_scatter import combine_at, combiner_ufunc
-from .interpreter_patterns import binary_combiner
-from .opcodes import Opcode
-from .shape_inference import dilated_bound, window_dim_output_size
+from ..attributes import Window
+from .context import Handler, OpContext, Value
+from .gather_scatter import combine_at, combiner_ufunc
+from .patterns import binary_combiner
+from ..opcodes import Opcode
+from ..shape_inference import dilated_bound, window_dim_output_size
 
 
 def _split_inputs_and_inits(ctx: OpContext, operands: list[Value]) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -24,7 +24,7 @@ HloEvaluator and CPU emitter):
 Precision: f16/bf16 arithmetic is computed in f32 and rounded after every
 op (as HloEvaluator); transcendental functions (exp, log, tanh, erf, power,
 atan2, ...) of f16/bf16/f32 are evaluated in f64 and rounded once, so the
-oracle is correctly rounded for nearly all inputs (see interpreter_numeric).
+oracle is correctly rounded for nearly all inputs (see numeric).
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from typing import Callable
 
 import numpy as np
 
-from .dtypes import DType
-from .interpreter_context import Handler, OpContext, Value
-from .interpreter_numeric import (
+from ..dtypes import DType
+from .context import Handler, OpContext, Value
+from .numeric import (
     dtype_of, narrow, order_key, signed_twin, unsigned_twin, widen, widen_for_math,
 )
-from .opcodes import Opcode
+from ..opcodes import Opcode
 
 ArrayFn = Callable[..., np.ndarray]
 
@@ -88,7 +88,7 @@ def _float_sign(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(x), x, np.copysign((x != 0).astype(x.dtype), x))
 
 
-# Float-only unary math, evaluated in f64 (see interpreter_numeric) and rounded once.
+# Float-only unary math, evaluated in f64 (see numeric) and rounded once.
 _FLOAT_UNARY: dict[Opcode, ArrayFn] = {
     Opcode.EXP: np.exp,
     Opcode.EXPM1: np.expm1,

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .interpreter_context import Handler, OpContext, Value
-from .opcodes import Opcode
+from .context import Handler, OpContext, Value
+from ..opcodes import Opcode
 
 
 def _rng_bit_generator(ctx: OpContext, operands: list[Value]) -> Value:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import HloError, HloUnsupportedError
-from .interpreter_context import Handler, OpContext, Value
-from .interpreter_numeric import scalar_int
-from .opcodes import Opcode
+from ..errors import HloError, HloUnsupportedError
+from .context import Handler, OpContext, Value
+from .numeric import scalar_int
+from ..opcodes import Opcode
 
 
 class WhileIterationLimitError(HloError):

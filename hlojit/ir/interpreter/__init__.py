@@ -15,14 +15,14 @@ as ml_dtypes' bfloat16. Tuples are Python tuples.
 
 Dispatch goes through `HANDLERS`, one table keyed by `Opcode` assembled from
 the per-family modules:
-    interpreter_elementwise     unary/binary math, compare, select, clamp, convert
-    interpreter_shapes          broadcast, reshape, transpose, bitcast, slices, pad, ...
-    interpreter_gather_scatter  gather, scatter
-    interpreter_reductions      reduce, reduce-window, select-and-scatter
-    interpreter_linalg          dot, convolution
-    interpreter_sort            sort, topk
-    interpreter_control         parameter, constant, tuples, call, while, conditional, ...
-    interpreter_random          rng-bit-generator
+    elementwise     unary/binary math, compare, select, clamp, convert
+    shapes          broadcast, reshape, transpose, bitcast, slices, pad, ...
+    gather_scatter  gather, scatter
+    reductions      reduce, reduce-window, select-and-scatter
+    linalg          dot, convolution
+    sort            sort, topk
+    control         parameter, constant, tuples, call, while, conditional, ...
+    rng             rng-bit-generator
 Each of those documents the semantic choices it makes where XLA leaves room.
 """
 
@@ -34,22 +34,22 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import (
-    interpreter_control,
-    interpreter_elementwise,
-    interpreter_gather_scatter,
-    interpreter_linalg,
-    interpreter_random,
-    interpreter_reductions,
-    interpreter_shapes,
-    interpreter_sort,
+    control,
+    elementwise,
+    gather_scatter,
+    linalg,
+    rng,
+    reductions,
+    shapes,
+    sort,
 )
-from .dtypes import DType
-from .errors import HloError, HloShapeError, HloUnsupportedError, HloVerifyError
-from .interpreter_context import Handler, OpContext, ScalarFunction, Value
-from .interpreter_control import WhileIterationLimitError
-from .module import Computation, Module
-from .opcodes import Opcode
-from .shape import Shape
+from ..dtypes import DType
+from ..errors import HloError, HloShapeError, HloUnsupportedError, HloVerifyError
+from .context import Handler, OpContext, ScalarFunction, Value
+from .control import WhileIterationLimitError
+from ..module import Computation, Module
+from ..opcodes import Opcode
+from ..shape import Shape
 
 __all__ = [
     "HANDLERS", "Value", "WhileIterationLimitError", "evaluate", "evaluate_computation", "validate_arguments",
@@ -67,14 +67,14 @@ def _merge_handler_tables(*tables: Mapping[Opcode, Handler]) -> Mapping[Opcode, 
 
 
 HANDLERS: Mapping[Opcode, Handler] = _merge_handler_tables(
-    interpreter_elementwise.HANDLERS,
-    interpreter_shapes.HANDLERS,
-    interpreter_gather_scatter.HANDLERS,
-    interpreter_reductions.HANDLERS,
-    interpreter_linalg.HANDLERS,
-    interpreter_sort.HANDLERS,
-    interpreter_control.HANDLERS,
-    interpreter_random.HANDLERS,
+    elementwise.HANDLERS,
+    shapes.HANDLERS,
+    gather_scatter.HANDLERS,
+    reductions.HANDLERS,
+    linalg.HANDLERS,
+    sort.HANDLERS,
+    control.HANDLERS,
+    rng.HANDLERS,
 )
 
 # Shape ops that are the identity on scalars; in a scalar computation run over whole arrays

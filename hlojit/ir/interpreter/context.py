@@ -15,10 +15,10 @@ from typing import Any, Callable, Protocol, Sequence, Union
 
 import numpy as np
 
-from .dtypes import DType
-from .errors import HloShapeError, HloVerifyError
-from .module import Computation, Instruction
-from .shape import ArrayShape, Shape
+from ..dtypes import DType
+from ..errors import HloShapeError, HloVerifyError
+from ..module import Computation, Instruction
+from ..shape import ArrayShape, Shape
 
 Value = Union[np.ndarray, tuple["Value", ...]]
 
