@@ -1,0 +1,209 @@
+"""Micro-benchmark: dot and convolution through hlojit against numpy baselines.
+
+    python bench/bench_dot_conv.py            # sgemm 1024^3 and a few convolutions
+    python bench/bench_dot_conv.py --sweep    # also the BLAS-vs-loops crossover sweeps
+
+Prints the median wall time per call (several repetitions, after a warm-up
+call). "hlojit blas" is the default build (BLAS when the runtime found it),
+"hlojit loops" the same HLO compiled with ``blas=False``. The sweeps are how
+the thresholds in hlojit/compiler/codegen/ops/dot_blas.py (`worth_blas`) and
+ops/convolution.py (`GEMM_MIN_MACS`) were chosen: they print, per shape, the
+loop time, the library time and which one is faster.
+
+Not a test: numbers drift between runs and machines; compare within one run.
+On a shared 2-core machine, OpenBLAS's two threads stall on scheduler quanta
+whenever another process holds a core (numpy and hlojit alike, worst for
+code that makes several GEMM calls); ``OPENBLAS_NUM_THREADS=1`` gives
+stable, comparable single-thread numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from hlojit.api import compile_hlo
+
+
+def median_seconds(call: Callable[[], object], min_time: float = 0.2, max_repeats: int = 200) -> float:
+    """Median time of `call` over enough repetitions to fill about `min_time` seconds."""
+    call()  # warm-up (page faults, BLAS thread start)
+    times: list[float] = []
+    spent = 0.0
+    while (spent < min_time or len(times) < 5) and len(times) < max_repeats:
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return statistics.median(times)
+
+
+def _compile(text: str, blas: bool):
+    return compile_hlo(text) if blas else compile_hlo(text, blas=False)
+
+
+def _uses_blas(executable) -> bool:
+    return "cblas_" in (executable.llvm_ir or "")
+
+
+def _format(seconds: float) -> str:
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:8.3f} ms"
+    return f"{seconds * 1e6:8.1f} us"
+
+
+# --- dot ----------------------------------------------------------------------------------------
+
+
+def dot_text(dtype: str, m: int, n: int, k: int, batch: int = 0) -> str:
+    if batch:
+        return f"""HloModule bench_bdot
+ENTRY e {{ a = {dtype}[{batch},{m},{k}] parameter(0)  b = {dtype}[{batch},{k},{n}] parameter(1)
+  ROOT d = {dtype}[{batch},{m},{n}] dot(a, b), lhs_batch_dims={{0}}, rhs_batch_dims={{0}},
+      lhs_contracting_dims={{2}}, rhs_contracting_dims={{1}} }}"""
+    return f"""HloModule bench_dot
+ENTRY e {{ a = {dtype}[{m},{k}] parameter(0)  b = {dtype}[{k},{n}] parameter(1)
+  ROOT d = {dtype}[{m},{n}] dot(a, b), lhs_contracting_dims={{1}}, rhs_contracting_dims={{0}} }}"""
+
+
+def bench_sgemm(size: int = 1024) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    exe = _compile(dot_text("f32", size, size, size), blas=True)
+    np.testing.assert_allclose(exe(a, b), a @ b, rtol=1e-3, atol=1e-3)
+    flops = 2.0 * size**3
+    t_jit = median_seconds(lambda: exe(a, b), min_time=1.0, max_repeats=30)
+    t_np = median_seconds(lambda: a @ b, min_time=1.0, max_repeats=30)
+    print(f"sgemm {size}^3   hlojit{' (blas)' if _uses_blas(exe) else ' (loops)'} {_format(t_jit)} "
+          f"({flops / t_jit / 1e9:6.1f} GFLOP/s)   numpy {_format(t_np)} ({flops / t_np / 1e9:6.1f} GFLOP/s)")
+
+
+def sweep_dot() -> None:
+    """Loops vs BLAS per shape: the data behind dot_blas.worth_blas."""
+    print("\ndot crossover (median per call; 'loops' = blas=False)")
+    print(f"{'dtype':5} {'batch':>5} {'m':>5} {'n':>5} {'k':>5} {'loops':>12} {'blas':>12}  faster")
+    rng = np.random.default_rng(0)
+    shapes = [(0, s, s, s) for s in (8, 12, 16, 24, 32, 40, 48, 64, 96, 128)]
+    shapes += [(0, 256, 256, 4), (0, 256, 256, 8), (0, 4, 256, 256), (0, 8, 256, 256), (0, 512, 512, 16)]
+    shapes += [(0, 64, 1, 64), (0, 128, 1, 128), (0, 256, 1, 256), (0, 512, 1, 512), (0, 1, 256, 256)]
+    shapes += [(64, 16, 16, 16), (16, 32, 32, 32), (8, 64, 64, 64), (8, 512, 512, 64)]
+    for dtype, npdtype in (("f32", np.float32), ("f64", np.float64)):
+        for batch, m, n, k in shapes:
+            lhs_dims = (batch, m, k) if batch else (m, k)
+            rhs_dims = (batch, k, n) if batch else (k, n)
+            a = rng.standard_normal(lhs_dims).astype(npdtype)
+            b = rng.standard_normal(rhs_dims).astype(npdtype)
+            text = dot_text(dtype, m, n, k, batch)
+            loops = _compile(text, blas=False)
+            library = _compile_forced_blas(text)
+            t_loops = median_seconds(lambda: loops(a, b), min_time=0.05)
+            t_blas = median_seconds(lambda: library(a, b), min_time=0.05)
+            winner = "blas" if t_blas < t_loops else "loops"
+            print(f"{dtype:5} {batch:5} {m:5} {n:5} {k:5} {_format(t_loops)} {_format(t_blas)}  {winner}")
+
+
+def _compile_forced_blas(text: str):
+    """Compile with the BLAS emitters' thresholds at zero, to time the library path on any shape."""
+    from hlojit.compiler.codegen.ops import convolution, dot_blas
+
+    saved = (dot_blas.BLAS_MIN_MACS, dot_blas.BLAS_MIN_MATRIX_MACS,
+             convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM)
+    dot_blas.BLAS_MIN_MACS = dot_blas.BLAS_MIN_MATRIX_MACS = 1
+    convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM = 0, 1
+    try:
+        return _compile(text, blas=True)
+    finally:
+        (dot_blas.BLAS_MIN_MACS, dot_blas.BLAS_MIN_MATRIX_MACS,
+         convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM) = saved
+
+
+# --- convolution ----------------------------------------------------------------------------------
+
+
+def conv_text(n: int, c: int, h: int, w: int, o: int, kh: int, kw: int, pad: int, nhwc: bool) -> str:
+    oh, ow = h + 2 * pad - kh + 1, w + 2 * pad - kw + 1
+    window = f"window={{size={kh}x{kw} pad={pad}_{pad}x{pad}_{pad}}}"
+    if nhwc:
+        return f"""HloModule bench_conv
+ENTRY e {{ x = f32[{n},{h},{w},{c}] parameter(0)  k = f32[{kh},{kw},{c},{o}] parameter(1)
+  ROOT y = f32[{n},{oh},{ow},{o}] convolution(x, k), {window}, dim_labels=b01f_01io->b01f }}"""
+    return f"""HloModule bench_conv
+ENTRY e {{ x = f32[{n},{c},{h},{w}] parameter(0)  k = f32[{o},{c},{kh},{kw}] parameter(1)
+  ROOT y = f32[{n},{o},{oh},{ow}] convolution(x, k), {window}, dim_labels=bf01_oi01->bf01 }}"""
+
+
+def numpy_conv_nchw(x: np.ndarray, k: np.ndarray, pad: int) -> np.ndarray:
+    """The im2col baseline in numpy: pad, gather windows (a strided view), one tensordot."""
+    n, c, h, w = x.shape
+    o, _, kh, kw = k.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))  # n c oh ow kh kw
+    return np.einsum("ncyxij,ocij->noyx", windows, k, optimize=True)
+
+
+def bench_conv(shapes) -> None:
+    print("\nconvolution (f32, 'same' padding)")
+    rng = np.random.default_rng(0)
+    for n, c, h, w, o, kh, pad, nhwc in shapes:
+        x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+        k = rng.standard_normal((o, c, kh, kh), dtype=np.float32)
+        want = numpy_conv_nchw(x, k, pad)
+        args = (np.ascontiguousarray(x.transpose(0, 2, 3, 1)), np.ascontiguousarray(k.transpose(2, 3, 1, 0))) \
+            if nhwc else (x, k)
+        text = conv_text(n, c, h, w, o, kh, kh, pad, nhwc)
+        library, loops = _compile(text, blas=True), _compile(text, blas=False)
+        got = library(*args)
+        np.testing.assert_allclose(got.transpose(0, 3, 1, 2) if nhwc else got, want, rtol=1e-3, atol=1e-3)
+        t_lib = median_seconds(lambda: library(*args), min_time=0.2, max_repeats=50)
+        t_loops = median_seconds(lambda: loops(*args), min_time=0.2, max_repeats=20)
+        t_np = median_seconds(lambda: numpy_conv_nchw(x, k, pad), min_time=0.2, max_repeats=50)
+        layout = "NHWC" if nhwc else "NCHW"
+        print(f"{layout} n={n} c={c} {h}x{w} o={o} k={kh}x{kh}: hlojit{' (gemm)' if _uses_blas(library) else ''} "
+              f"{_format(t_lib)}  loops {_format(t_loops)}  numpy im2col {_format(t_np)}")
+
+
+def sweep_conv() -> None:
+    """Loops vs im2col + GEMM per shape: the data behind convolution.GEMM_MIN_MACS."""
+    print("\nconvolution crossover (NCHW and NHWC, f32, 3x3 'same'; MACs = output elements x K)")
+    print(f"{'layout':6} {'n':>3} {'c':>3} {'hw':>4} {'o':>3} {'MACs':>10} {'loops':>12} {'gemm':>12}  faster")
+    rng = np.random.default_rng(0)
+    for nhwc in (False, True):
+        for n, c, hw, o in [(1, 1, 8, 4), (1, 2, 8, 4), (1, 4, 8, 8), (1, 4, 16, 8), (1, 8, 16, 8),
+                            (1, 8, 16, 16), (2, 8, 16, 16), (1, 16, 32, 16), (4, 16, 32, 32)]:
+            text = conv_text(n, c, hw, hw, o, 3, 3, 1, nhwc)
+            x_dims, k_dims = ((n, hw, hw, c), (3, 3, c, o)) if nhwc else ((n, c, hw, hw), (o, c, 3, 3))
+            x = rng.standard_normal(x_dims, dtype=np.float32)
+            k = rng.standard_normal(k_dims, dtype=np.float32)
+            loops, gemm = _compile(text, blas=False), _compile_forced_blas(text)
+            t_loops = median_seconds(lambda: loops(x, k), min_time=0.05)
+            t_gemm = median_seconds(lambda: gemm(x, k), min_time=0.05)
+            macs = n * o * hw * hw * c * 9
+            winner = "gemm" if t_gemm < t_loops else "loops"
+            print(f"{'NHWC' if nhwc else 'NCHW':6} {n:3} {c:3} {hw:4} {o:3} {macs:10} {_format(t_loops)} "
+                  f"{_format(t_gemm)}  {winner}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep", action="store_true", help="also run the BLAS-vs-loops crossover sweeps")
+    args = parser.parse_args()
+    bench_sgemm()
+    bench_conv([
+        (8, 64, 32, 32, 64, 3, 1, False),
+        (8, 64, 32, 32, 64, 3, 1, True),
+        (1, 3, 224, 224, 32, 3, 1, False),
+        (2, 3, 10, 10, 4, 3, 1, False),
+    ])
+    if args.sweep:
+        sweep_dot()
+        sweep_conv()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""dot on f32/f64 through the bundled CBLAS GEMM (higher priority than the generated-loop dot).
+
+Every dot is a batch of ``C[M, N] = A[M, K] @ B[K, N]``: M linearizes the
+lhs free dims, N the rhs free dims (both ascending, as in the output), K the
+contracting dims pairwise in `*_contracting_dims` order, and the batch dims
+index the matrices. Each operand buffer is seen in place as a matrix when
+its M/K (or K/N) dims are each one evenly strided axis
+(`gemm.uniform_stride`) and one of the two axes is contiguous: row-major is
+passed as is, column-major (a transpose, or a `{0,1}` layout) with
+``CblasTrans`` - no copy. Only an operand whose dims would need a real
+permutation (say a batch dim physically between two free dims) is first
+copied to scratch in [batch, M, K] / [batch, K, N] order. The output is
+written in place when it is row-major per matrix, or as ``C^T = B^T A^T``
+when column-major; otherwise the GEMM writes scratch and it is copied out.
+Batches are a loop of GEMM calls, each with a pointer offset by the batch
+index times the batch dims' strides (any layout).
+
+The emitter applies when ``CodegenOptions.blas`` says the library is loaded,
+the result and both operands are all f32 or all f64, and the product is big
+enough for a library call to beat the generated loops (`worth_blas`;
+measured thresholds below). Everything else - small products, mixed or
+integer types - is the generated-loop dot's (`ops/dot.py`).
+
+The registry passes `applies` and `temp_shapes` the operand shapes, so the
+choice is exact and made once, when buffers are planned: `_applies` and
+`_temp_shapes` run the same `dot_plan` that `emit_blas_dot` follows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import llvmlite.ir as ir
+
+from hlojit.ir.module import Instruction
+from hlojit.ir.opcodes import Opcode
+from hlojit.ir.shape import ArrayShape, Shape, default_layout
+
+from .. import types as T
+from ..context import EmitContext
+from ..loops import loop_nest, shape_loop_nest
+from ..options import CodegenOptions
+from ..registry import register_emitter
+from ..values import ArrayBuffer
+from .gemm import BLAS_DTYPES, axis_size, blas_enabled, emit_gemm, matrix_operand, uniform_stride
+
+BLAS_MIN_MACS = 1024
+"""A dot of at least this many multiply-adds (batch x m x n x k) goes to BLAS..."""
+
+BLAS_MIN_MATRIX_MACS = 64
+"""...provided each matrix product has at least this many (m x n x k); see `worth_blas`."""
+
+
+def worth_blas(batch: int, m: int, n: int, k: int) -> bool:
+    """Whether BLAS GEMM calls beat the generated loop dot for this batch of [m,k] @ [k,n] products.
+
+    Measured with ``bench/bench_dot_conv.py --sweep`` on the 2-core AVX-512 VM
+    (f32 and f64, 10th-percentile times; the per-call overhead of an
+    executable, about 7 us, cancels out). OpenBLAS's small-matrix kernels cost
+    only ~0.03-0.2 us per call, while the generated loops run at a few
+    GFLOP/s, so BLAS wins early: single products from about 10x10x10
+    (0.6 us ahead at 1000 MACs, 0.8 us behind at 6x6x6), skinny ones too
+    (64x64x1, 256x256x2, 1x1x4096 all win), and batches of tiny products from
+    4x4x4 each (64 x 4^3: 0.9 us ahead) but not below (64 x 2^3 and
+    64 x 1x1x16 lose ~1.2 us to the loops).
+    """
+    matrix = m * n * k
+    if batch == 0 or matrix == 0:
+        return False  # nothing to multiply (K = 0 is all zeros): the loops write the result
+    return matrix >= BLAS_MIN_MATRIX_MACS and batch * matrix >= BLAS_MIN_MACS
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatrixPass:
+    """How one operand (or the result) is passed to GEMM: transposed or not, and its leading dimension."""
+
+    transposed: bool
+    ld: int
+
+
+@dataclass(frozen=True)
+class DotDims:
+    """The dims of a dot, from its attributes and operand ranks."""
+
+    lhs_batch: tuple[int, ...]
+    rhs_batch: tuple[int, ...]
+    lhs_contracting: tuple[int, ...]
+    rhs_contracting: tuple[int, ...]
+    lhs_free: tuple[int, ...]
+    rhs_free: tuple[int, ...]
+
+    @staticmethod
+    def of(attrs, lhs_rank: int, rhs_rank: int) -> DotDims:
+        lb = tuple(attrs.get("lhs_batch_dims", ()))
+        rb = tuple(attrs.get("rhs_batch_dims", ()))
+        lc = tuple(attrs.get("lhs_contracting_dims", ()))
+        rc = tuple(attrs.get("rhs_contracting_dims", ()))
+        lf = tuple(d for d in range(lhs_rank) if d not in lb + lc)
+        rf = tuple(d for d in range(rhs_rank) if d not in rb + rc)
+        return DotDims(lb, rb, lc, rc, lf, rf)
+
+    @property
+    def out_batch(self) -> tuple[int, ...]:
+        return tuple(range(len(self.lhs_batch)))
+
+    @property
+    def out_rows(self) -> tuple[int, ...]:
+        start = len(self.lhs_batch)
+        return tuple(range(start, start + len(self.lhs_free)))
+
+    def out_cols(self, out_rank: int) -> tuple[int, ...]:
+        return tuple(range(len(self.lhs_batch) + len(self.lhs_free), out_rank))
+
+
+@dataclass(frozen=True)
+class DotPlan:
+    """A dot as a batch of GEMMs: sizes, how each operand is passed, and the scratch it needs."""
+
+    dims: DotDims
+    batch: int
+    m: int
+    n: int
+    k: int
+    lhs: MatrixPass
+    rhs: MatrixPass
+    out_in_place: bool
+    out_transposed: bool  # computed as C^T = B^T A^T (column-major output)
+    ldc: int
+    lhs_copy_shape: ArrayShape | None
+    rhs_copy_shape: ArrayShape | None
+    out_copy_shape: ArrayShape | None
+
+    @property
+    def temp_shapes(self) -> tuple[ArrayShape, ...]:
+        return tuple(s for s in (self.lhs_copy_shape, self.rhs_copy_shape, self.out_copy_shape) if s is not None)
+
+
+def _with_physical_order(shape: ArrayShape, major_to_minor: Sequence[int]) -> ArrayShape:
+    """`shape` with the layout whose physical order (major to minor) is `major_to_minor`."""
+    return shape.with_layout(tuple(reversed(tuple(major_to_minor))))
+
+
+def _operand_pass(shape: ArrayShape, rows: Sequence[int], cols: Sequence[int]) -> MatrixPass | None:
+    """How to pass the rows x cols matrix made of these dims of a dense buffer in place, or None."""
+    row_stride, col_stride = uniform_stride(shape, rows), uniform_stride(shape, cols)
+    if row_stride is None or col_stride is None:
+        return None
+    found = matrix_operand(axis_size(shape, rows), axis_size(shape, cols), row_stride, col_stride)
+    return None if found is None else MatrixPass(*found)
+
+
+def _copied_operand(shape: ArrayShape, batch: Sequence[int], rows: Sequence[int], cols: Sequence[int]):
+    """The scratch shape an operand is copied to ([batch, rows, cols] physically) and how it is passed."""
+    copy_shape = _with_physical_order(shape, tuple(batch) + tuple(rows) + tuple(cols))
+    passed = _operand_pass(copy_shape, rows, cols)
+    assert passed is not None, "a dense [batch, rows, cols] buffer is always a matrix"
+    return copy_shape, passed
+
+
+def dot_plan(lhs: ArrayShape, rhs: ArrayShape, out: ArrayShape, attrs) -> DotPlan:
+    """Plan a dot as GEMMs (shapes must be valid for the dot)."""
+    dims = DotDims.of(attrs, lhs.rank, rhs.rank)
+    batch = axis_size(lhs, dims.lhs_batch)
+    m, k = axis_size(lhs, dims.lhs_free), axis_size(lhs, dims.lhs_contracting)
+    n = axis_size(rhs, dims.rhs_free)
+
+    lhs_pass = _operand_pass(lhs, dims.lhs_free, dims.lhs_contracting)
+    lhs_copy = None
+    if lhs_pass is None:
+        lhs_copy, lhs_pass = _copied_operand(lhs, dims.lhs_batch, dims.lhs_free, dims.lhs_contracting)
+    rhs_pass = _operand_pass(rhs, dims.rhs_contracting, dims.rhs_free)
+    rhs_copy = None
+    if rhs_pass is None:
+        rhs_copy, rhs_pass = _copied_operand(rhs, dims.rhs_batch, dims.rhs_contracting, dims.rhs_free)
+
+    rows, cols = dims.out_rows, dims.out_cols(out.rank)
+    out_pass = _operand_pass(out, rows, cols)
+    out_copy = None
+    if out_pass is None:
+        out_copy = out.with_layout(default_layout(out.rank))
+        out_pass = _operand_pass(out_copy, rows, cols)
+        assert out_pass is not None
+    return DotPlan(
+        dims=dims, batch=batch, m=m, n=n, k=k, lhs=lhs_pass, rhs=rhs_pass,
+        out_in_place=out_copy is None, out_transposed=out_pass.transposed, ldc=out_pass.ld,
+        lhs_copy_shape=lhs_copy, rhs_copy_shape=rhs_copy, out_copy_shape=out_copy,
+    )
+
+
+# --- registration -----------------------------------------------------------------------------------
+
+
+def _blas_types(lhs: ArrayShape, rhs: ArrayShape, out: ArrayShape) -> bool:
+    return lhs.dtype == rhs.dtype == out.dtype and out.dtype in BLAS_DTYPES
+
+
+def _plan_if_worth(instruction: Instruction, operand_shapes: Sequence[Shape] | None) -> DotPlan | None:
+    """The GEMM plan of a dot BLAS should take (types and size), or None; None without operand shapes."""
+    out = instruction.shape
+    if not operand_shapes or len(operand_shapes) != 2 or out.is_tuple:
+        return None
+    lhs, rhs = operand_shapes
+    if lhs.is_tuple or rhs.is_tuple or not _blas_types(lhs, rhs, out):
+        return None
+    plan = dot_plan(lhs, rhs, out, instruction.attrs)
+    return plan if worth_blas(plan.batch, plan.m, plan.n, plan.k) else None
+
+
+def _applies(instruction: Instruction, options: CodegenOptions, operand_shapes: Sequence[Shape] = ()) -> bool:
+    """BLAS is loaded, every type is f32 (or every type f64), and the product is big enough."""
+    return blas_enabled(options) and _plan_if_worth(instruction, operand_shapes) is not None
+
+
+def _temp_shapes(instruction: Instruction, operand_shapes: Sequence[Shape] = ()) -> list[ArrayShape]:
+    """Scratch for operands (or a result) that cannot be used in place."""
+    plan = _plan_if_worth(instruction, operand_shapes)
+    return list(plan.temp_shapes) if plan is not None else []
+
+
+@register_emitter(Opcode.DOT, applies=_applies, priority=10, buffer_operands=(0, 1), temp_shapes=_temp_shapes)
+def emit_blas_dot(ctx: EmitContext) -> None:
+    """Emit the dot as one GEMM call per batch element (plus copies the layouts require)."""
+    lhs, rhs = ctx.operand_shape(0), ctx.operand_shape(1)
+    plan = _plan_if_worth(ctx.instruction, (lhs, rhs))
+    if plan is None or tuple(t.shape for t in ctx.temps) != plan.temp_shapes:
+        raise ctx.error("internal: the BLAS dot was chosen for a dot its plan does not cover")
+    _emit_gemms(ctx, plan, ctx.operand_buffer(0), ctx.operand_buffer(1), ctx.output)
+
+
+# --- emission ---------------------------------------------------------------------------------------
+
+
+def _emit_gemms(ctx: EmitContext, plan: DotPlan, lhs: ArrayBuffer, rhs: ArrayBuffer, out: ArrayBuffer) -> None:
+    b = ctx.builder
+    dims = plan.dims
+    temps = list(ctx.temps)
+    if plan.lhs_copy_shape is not None:
+        lhs = _copy_to_scratch(ctx, lhs, ArrayBuffer(plan.lhs_copy_shape, temps.pop(0).pointer))
+    if plan.rhs_copy_shape is not None:
+        rhs = _copy_to_scratch(ctx, rhs, ArrayBuffer(plan.rhs_copy_shape, temps.pop(0).pointer))
+    result = out if plan.out_in_place else ArrayBuffer(plan.out_copy_shape, temps.pop(0).pointer)
+
+    batch_sizes = [out.shape.dims[d] for d in dims.out_batch]
+    with loop_nest(b, batch_sizes, name="gemm.batch") as batch_index:
+        a = _matrix_pointer(b, lhs, dims.lhs_batch, batch_index)
+        bm = _matrix_pointer(b, rhs, dims.rhs_batch, batch_index)
+        c = _matrix_pointer(b, result, dims.out_batch, batch_index)
+        if plan.out_transposed:
+            # Column-major C: compute C^T[N, M] = B^T[N, K] @ A^T[K, M] into the same memory.
+            emit_gemm(b, out.dtype, not plan.rhs.transposed, not plan.lhs.transposed, plan.n, plan.m, plan.k,
+                      bm, plan.rhs.ld, a, plan.lhs.ld, c, plan.ldc)
+        else:
+            emit_gemm(b, out.dtype, plan.lhs.transposed, plan.rhs.transposed, plan.m, plan.n, plan.k,
+                      a, plan.lhs.ld, bm, plan.rhs.ld, c, plan.ldc)
+    if not plan.out_in_place:
+        ctx.materialize(result, out)
+
+
+def _matrix_pointer(b: ir.IRBuilder, buffer: ArrayBuffer, batch_dims: Sequence[int], batch_index) -> ir.Value:
+    """Address of the first element of the matrix at `batch_index` (batch dims indexed, the rest 0)."""
+    if not batch_dims:
+        return buffer.pointer
+    index = [T.index_constant(0)] * buffer.shape.rank
+    for dim, value in zip(batch_dims, batch_index):
+        index[dim] = value
+    return buffer.element_pointer(b, index)
+
+
+def _copy_to_scratch(ctx: EmitContext, source: ArrayBuffer, destination: ArrayBuffer) -> ArrayBuffer:
+    """Copy an operand into scratch with the layout `destination` has; return the scratch buffer."""
+    b = ctx.builder
+    read = source.generator()
+    with shape_loop_nest(b, destination.shape, name="gemm.copy") as index:
+        destination.store(b, index, read(b, index))
+    return destination
+
+
+__all__ = ["BLAS_MIN_MACS", "BLAS_MIN_MATRIX_MACS", "DotPlan", "dot_plan", "worth_blas"]
