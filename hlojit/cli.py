@@ -168,9 +168,9 @@ def cmd_dump(args: argparse.Namespace) -> int:
         module, dump=dump if args.after_each_pass else None, timings=timings
     )
     if args.stage in STAGES_NATIVE:
-        from hlojit.api import lower_to_native_text
+        from hlojit.api import native_text
 
-        out.write(lower_to_native_text(optimized, args.stage))
+        out.write(native_text(optimized, args.stage, optimize=False))
     elif not args.after_each_pass:
         out.write(render(optimized))
     if args.timing:
@@ -227,6 +227,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(f"out{i}: {value.dtype}{list(value.shape)}\n{value}")
     if args.time:
         print(f"compile: {compile_seconds * 1e3:.2f} ms")
+        if not args.interpret:
+            phases = ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in executable.timings.items() if k != "total")
+            print(f"  phases: {phases}")
         if run_times:
             print(f"run: median {np.median(run_times) * 1e6:.1f} us over {len(run_times)} calls ({engine})")
     return status
@@ -265,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", help="program file (.hlo)")
     run.add_argument("--inputs", help=".npz with arg0..argN (flattened parameters); random if absent")
     run.add_argument("--check", help="compare with out0..outM of this .npz, or 'interpreter'")
-    run.add_argument("--interpret", action="store_true", help="use the reference interpreter, not native code")
+    run.add_argument("--interpret", action="store_true", help="use the reference interpreter instead of native code")
     run.add_argument("--time", action="store_true", help="report compile time and median run time")
     run.add_argument("--repeat", type=int, default=50, help="calls timed by --time (default 50)")
     run.add_argument("--seed", type=int, default=0, help="seed for random inputs")

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Tests never touch the user's real compilation cache: each test process gets a private one.
+os.environ["HLOJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="hlojit-test-cache-")
+atexit.register(shutil.rmtree, os.environ["HLOJIT_CACHE_DIR"], ignore_errors=True)
 
 CORPUS_DIR = Path(__file__).parent / "data" / "hlo_corpus"
 CORPUS_NAMES = sorted(p.stem for p in CORPUS_DIR.glob("*.hlo"))

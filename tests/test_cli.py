@@ -75,6 +75,40 @@ def test_run_interpreter_checks_every_corpus_case(capsys, name):
     assert out.rstrip().splitlines()[-1].startswith("PASS")
 
 
+@pytest.mark.parametrize("name", CORPUS_NAMES)
+def test_run_native_checks_every_corpus_case(capsys, name):
+    npz = str(CORPUS_DIR / f"{name}.npz")
+    status, out, _ = run_cli(capsys, "run", str(CORPUS_DIR / f"{name}.hlo"), "--inputs", npz, "--check", npz)
+    assert status == 0, out
+    assert out.rstrip().splitlines()[-1].startswith("PASS") and "(native)" in out
+
+
+def test_run_check_against_interpreter_with_timing(capsys):
+    status, out, _ = run_cli(
+        capsys, "run", str(CORPUS_DIR / "layernorm.hlo"), "--check", "interpreter", "--time", "--repeat", "5"
+    )
+    assert status == 0, out
+    assert "PASS" in out
+    assert "compile:" in out and "llvm_optimize" in out and "run: median" in out
+
+
+@pytest.mark.parametrize(
+    "stage, marker",
+    [("llvm", "define i32 @"), ("llvm-opt", "define "), ("asm", "ret")],
+)
+def test_dump_native_stages(capsys, stage, marker):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "gelu_tanh.hlo"), "--stage", stage)
+    assert status == 0
+    assert marker in out
+
+
+def test_dump_asm_of_tanh_uses_vector_registers(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "gelu_tanh.hlo"), "--stage", "asm")
+    assert status == 0
+    assert "zmm" in out or "ymm" in out
+    assert "tanhf" not in out
+
+
 def test_run_check_reports_mismatch_with_exit_1(capsys, tmp_path):
     args, outs = corpus_io("where_clip")
     wrong = tmp_path / "wrong.npz"
