@@ -1730,3 +1730,19 @@ ENTRY e {{
     x = np.zeros(dims, np.float32)
     result = evaluate(parse_module(text), [x])
     assert result.shape == dims and result.dtype == np.float32
+
+
+def test_convolution_whose_negative_padding_crops_everything_is_empty():
+    # XLA: window padding may crop the input below zero; the output dimension is then empty.
+    from hlojit.ir.parser import parse_module
+
+    text = """HloModule m
+ENTRY e {
+  x = f32[1,1,1,5] parameter(0)
+  w = f32[1,1,1,1] parameter(1)
+  ROOT c = f32[1,1,0,5] convolution(x, w), window={size=1x1 pad=-1_-1x0_0}, dim_labels=bf01_oi01->bf01
+}"""
+    x = np.ones((1, 1, 1, 5), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    result = evaluate(parse_module(text), [x, w])
+    assert result.shape == (1, 1, 0, 5) and result.dtype == np.float32

@@ -93,7 +93,7 @@ def _convolution(ctx: OpContext, operands: list[Value]) -> Value:
     if reversed_dims:
         kernel = np.flip(kernel, axis=reversed_dims)
     padding = [PadDim(0, 0), PadDim(0, 0)] + [PadDim(w.pad_lo, w.pad_hi, w.lhs_dilate - 1) for w in window.dims]
-    x = pad_array(x, np.zeros((), x.dtype), padding)
+    x = pad_array(x, np.zeros((), x.dtype), padding, clamp_empty=True)
 
     batch, features = x.shape[:2]
     out_features, kernel_features = kernel.shape[:2]

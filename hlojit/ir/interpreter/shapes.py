@@ -115,14 +115,20 @@ def _concatenate(ctx: OpContext, operands: list[Value]) -> Value:
     return np.concatenate([np.asarray(v) for v in operands], axis=dims[0])
 
 
-def pad_array(x: np.ndarray, value: np.ndarray, padding: Sequence[PadDim]) -> np.ndarray:
-    """XLA pad: interior padding between elements, then edge padding (negative edges crop)."""
+def pad_array(x: np.ndarray, value: np.ndarray, padding: Sequence[PadDim], *, clamp_empty: bool = False) -> np.ndarray:
+    """XLA pad: interior padding between elements, then edge padding (negative edges crop).
+
+    `clamp_empty`: a dimension cropped below zero becomes empty instead of an error. The pad
+    op forbids that, but a convolution's negative window padding may crop everything.
+    """
     x = np.asarray(x)
     out_dims = []
     positions = []  # per dimension: where each operand element lands, and which land inside
     for size, pad in zip(x.shape, padding):
         dilated = size + max(size - 1, 0) * pad.interior
         out_size = pad.lo + dilated + pad.hi
+        if out_size < 0 and clamp_empty:
+            out_size = 0
         if out_size < 0:
             raise ValueError(f"padding {pad} makes a dimension of size {size} negative")
         where = pad.lo + np.arange(size) * (pad.interior + 1)
