@@ -276,3 +276,38 @@ def test_fast_math_option_compiles_and_stays_close():
 def test_unknown_codegen_option_is_rejected():
     with pytest.raises(TypeError, match="unknown codegen option"):
         compile_hlo(tuple_module(["f32[2]"], [("f32[2]", "negate(p0)")]), optimize=False, fastmath=True)
+
+
+def _ieee_2019(x: np.ndarray, y: np.ndarray, want_max: bool) -> np.ndarray:
+    """Reference written out element by element: NaN wins, -0 < +0."""
+    out = np.empty_like(x)
+    for i, (a, b) in enumerate(zip(x.tolist(), y.tolist())):
+        if np.isnan(a) or np.isnan(b):
+            out[i] = np.nan
+        elif a == b == 0.0:
+            negative = (np.signbit(a) and np.signbit(b)) if want_max else (np.signbit(a) or np.signbit(b))
+            out[i] = -0.0 if negative else 0.0
+        else:
+            out[i] = max(a, b) if want_max else min(a, b)
+    return out
+
+
+@pytest.mark.parametrize("opcode", ["maximum", "minimum"])
+@pytest.mark.parametrize("dtype", ["f32", "f64", "bf16"])
+def test_max_min_follow_ieee_2019_for_nan_and_signed_zeros(opcode, dtype):
+    np_dtype = DType.from_text(dtype).numpy
+    specials = np.array([-0.0, 0.0, np.nan, 1.0, -1.0, np.inf, -np.inf], dtype=np_dtype)
+    x, y = (a.ravel() for a in np.meshgrid(specials, specials))
+    n = x.size
+    text = f"""HloModule m
+ENTRY e {{
+  x = {dtype}[{n}] parameter(0)
+  y = {dtype}[{n}] parameter(1)
+  ROOT r = {dtype}[{n}] {opcode}(x, y)
+}}"""
+    want = _ieee_2019(x.astype(np.float64), y.astype(np.float64), opcode == "maximum")
+    for got in (compile_hlo(text)(x, y), evaluate(parse_module(text), [x, y])):
+        got = got.astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -8,7 +8,7 @@ turns it into vector code. Nothing traps:
 * shifts by >= the bit width give 0 (logical) or the sign fill (arithmetic);
   the shift amount is read as unsigned;
 * float -> integer converts saturate and map NaN to 0 (`llvm.fpto*i.sat`);
-* maximum/minimum propagate NaN (`llvm.maximum`/`llvm.minimum`).
+* maximum/minimum are IEEE 754-2019's: NaN propagates and -0 < +0 (compare + select).
 
 f16 and bf16 values are f32 registers; every op rounds its result to the
 narrow precision (`types.round_to_precision`) so fused and unfused code and
@@ -114,11 +114,41 @@ def _float_type_of(dtype: DType) -> ir.Type:
     return T.register_type(dtype)
 
 
+_FLOAT_BITS = {ir.HalfType: 16, ir.FloatType: 32, ir.DoubleType: 64}
+
+
+def _same_width_int(float_type: ir.Type) -> ir.Type:
+    """The integer (vector) type with the bit layout of a float (vector) type."""
+    if isinstance(float_type, ir.VectorType):
+        return ir.VectorType(_same_width_int(float_type.element), float_type.count)
+    return ir.IntType(_FLOAT_BITS[type(float_type)])
+
+
+def _ieee_max_min(builder: ir.IRBuilder, x: ir.Value, y: ir.Value, want_max: bool) -> ir.Value:
+    """IEEE 754-2019 maximum/minimum (what llvm.maximum computes): NaN wins, -0 < +0.
+
+    Written as compares and selects because x86 lowers llvm.maximum to scalar code with
+    fix-ups; this form vectorizes in loops and in interleaved reductions (about 5x faster
+    for a row max). Ties of equal values only differ for zeros, where and-ing the bits
+    gives +0 (max) and or-ing gives -0 (min); unordered inputs give x + y, a NaN.
+    """
+    pick_x = builder.fcmp_ordered(">" if want_max else "<", x, y)
+    pick_y = builder.fcmp_ordered("<" if want_max else ">", x, y)
+    equal = builder.fcmp_ordered("==", x, y)
+    int_type = _same_width_int(x.type)
+    x_bits, y_bits = builder.bitcast(x, int_type), builder.bitcast(y, int_type)
+    tie_bits = builder.and_(x_bits, y_bits) if want_max else builder.or_(x_bits, y_bits)
+    tie = builder.bitcast(tie_bits, x.type)
+    unordered = builder.fadd(x, y)
+    return builder.select(pick_x, x, builder.select(pick_y, y, builder.select(equal, tie, unordered)))
+
+
 def maximum(builder: ir.IRBuilder, dtype: DType, x: ir.Value, y: ir.Value, options: CodegenOptions) -> ir.Value:
     """XLA maximum: NaN-propagating for floats (maxnum under fast-math), `or` for pred."""
     if dtype.is_float:
-        name = "maxnum" if options.fast_math else "maximum"
-        return call_intrinsic(builder, name, [x, y], flags=options.float_flags)
+        if options.fast_math:
+            return call_intrinsic(builder, "maxnum", [x, y], flags=options.float_flags)
+        return _ieee_max_min(builder, x, y, want_max=True)
     if dtype.is_pred:
         return builder.or_(x, y)
     return call_intrinsic(builder, "smax" if dtype.is_signed else "umax", [x, y])
@@ -127,8 +157,9 @@ def maximum(builder: ir.IRBuilder, dtype: DType, x: ir.Value, y: ir.Value, optio
 def minimum(builder: ir.IRBuilder, dtype: DType, x: ir.Value, y: ir.Value, options: CodegenOptions) -> ir.Value:
     """XLA minimum: NaN-propagating for floats (minnum under fast-math), `and` for pred."""
     if dtype.is_float:
-        name = "minnum" if options.fast_math else "minimum"
-        return call_intrinsic(builder, name, [x, y], flags=options.float_flags)
+        if options.fast_math:
+            return call_intrinsic(builder, "minnum", [x, y], flags=options.float_flags)
+        return _ieee_max_min(builder, x, y, want_max=False)
     if dtype.is_pred:
         return builder.and_(x, y)
     return call_intrinsic(builder, "smin" if dtype.is_signed else "umin", [x, y])

@@ -275,6 +275,20 @@ def _float_atan2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.arctan2(widen_for_math(a), widen_for_math(b))
 
 
+def ieee_max_min(a: np.ndarray, b: np.ndarray, want_max: bool) -> np.ndarray:
+    """IEEE 754-2019 maximum/minimum: NaN propagates and -0 < +0, whatever the operand order.
+
+    numpy's maximum also propagates NaN, but which zero it returns for (+0, -0) depends on
+    the operand order and on its SIMD path; codegen follows the standard, and so do we.
+    """
+    result = np.maximum(a, b) if want_max else np.minimum(a, b)
+    zero_tie = (a == 0) & (b == 0)
+    if np.any(zero_tie):
+        signs = (np.signbit(a) & np.signbit(b)) if want_max else (np.signbit(a) | np.signbit(b))
+        result = np.where(zero_tie, np.where(signs, -0.0, 0.0).astype(result.dtype), result)
+    return result
+
+
 # Per opcode: (integer fn(a, b, dtype), float fn(a, b), pred fn(a, b)); None where the type is invalid.
 _BINARY: dict[Opcode, tuple[Callable | None, Callable | None, Callable | None]] = {
     Opcode.ADD: (lambda a, b, d: np.add(a, b), np.add, np.logical_or),
@@ -282,8 +296,8 @@ _BINARY: dict[Opcode, tuple[Callable | None, Callable | None, Callable | None]] 
     Opcode.MULTIPLY: (lambda a, b, d: np.multiply(a, b), np.multiply, np.logical_and),
     Opcode.DIVIDE: (_int_divide, np.divide, None),
     Opcode.REMAINDER: (_int_remainder, np.fmod, None),
-    Opcode.MAXIMUM: (lambda a, b, d: np.maximum(a, b), np.maximum, np.logical_or),
-    Opcode.MINIMUM: (lambda a, b, d: np.minimum(a, b), np.minimum, np.logical_and),
+    Opcode.MAXIMUM: (lambda a, b, d: np.maximum(a, b), lambda a, b: ieee_max_min(a, b, True), np.logical_or),
+    Opcode.MINIMUM: (lambda a, b, d: np.minimum(a, b), lambda a, b: ieee_max_min(a, b, False), np.logical_and),
     Opcode.POWER: (_int_power, _float_power, None),
     Opcode.ATAN2: (None, _float_atan2, None),
     Opcode.AND: (lambda a, b, d: np.bitwise_and(a, b), None, np.logical_and),
@@ -340,7 +354,9 @@ def _select(ctx: OpContext, operands: list[Value]) -> Value:
 
 def _clamp(ctx: OpContext, operands: list[Value]) -> Value:
     (low, x, high), dtype = _same_type_operands(ctx, operands)
-    # numpy's maximum/minimum propagate NaN from either side, as XLA's clamp does.
+    # NaN from either side propagates, as XLA's clamp does; zeros follow IEEE maximum/minimum.
+    if dtype.is_float:
+        return narrow(ieee_max_min(ieee_max_min(widen(x), widen(low), True), widen(high), False), dtype)
     return narrow(np.minimum(np.maximum(widen(x), widen(low)), widen(high)), dtype)
 
 

@@ -35,9 +35,9 @@ _INT_UFUNCS = {
     Opcode.MINIMUM: np.minimum, Opcode.AND: np.bitwise_and, Opcode.OR: np.bitwise_or,
     Opcode.XOR: np.bitwise_xor,
 }
-_FLOAT_UFUNCS = {
-    Opcode.ADD: np.add, Opcode.MULTIPLY: np.multiply, Opcode.MAXIMUM: np.maximum, Opcode.MINIMUM: np.minimum,
-}
+# Float maximum/minimum are absent on purpose: numpy's order-dependent choice between -0 and +0
+# differs from IEEE 754-2019's (-0 < +0), so those combiners take the general elementwise path.
+_FLOAT_UFUNCS = {Opcode.ADD: np.add, Opcode.MULTIPLY: np.multiply}
 _PRED_UFUNCS = {
     Opcode.ADD: np.logical_or, Opcode.MULTIPLY: np.logical_and, Opcode.MAXIMUM: np.logical_or,
     Opcode.MINIMUM: np.logical_and, Opcode.AND: np.logical_and, Opcode.OR: np.logical_or,
