@@ -1746,3 +1746,17 @@ ENTRY e {
     w = np.ones((1, 1, 1, 1), np.float32)
     result = evaluate(parse_module(text), [x, w])
     assert result.shape == (1, 1, 0, 5) and result.dtype == np.float32
+
+
+def test_scalar_bitcast_convert_keeps_its_scalar_shape():
+    from hlojit.ir.parser import parse_module
+
+    text = """HloModule m
+ENTRY e {
+  x = f16[] parameter(0)
+  ROOT b = s16[] bitcast-convert(x)
+}"""
+    x = np.array(-0.0, np.float16)
+    result = evaluate(parse_module(text), [x])
+    assert result.shape == () and result.dtype == np.int16
+    assert int(result) == int(np.array(-0.0, np.float16).view(np.int16))

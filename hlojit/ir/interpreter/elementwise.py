@@ -390,7 +390,8 @@ def _convert(ctx: OpContext, operands: list[Value]) -> Value:
 def _bitcast_convert(ctx: OpContext, operands: list[Value]) -> Value:
     x = _array(operands[0])
     source, target = dtype_of(x), ctx.dtype
-    contiguous = np.ascontiguousarray(x)
+    # ascontiguousarray promotes 0-d arrays to 1-d; keep the scalar shape.
+    contiguous = np.ascontiguousarray(x).reshape(x.shape)
     if source.is_pred:
         contiguous = contiguous.view(np.uint8)
     target_np = np.dtype(np.uint8) if target.is_pred else target.numpy
