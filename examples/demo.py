@@ -1,39 +1,45 @@
-"""hlojit demo: a real XLA program (attention, lowered by JAX) through every stage.
+"""hlojit demo.
 
-1. parse the HLO text JAX produced;
-2. run the optimizing pipeline, showing what each pass did and how long it took;
-3. evaluate it with the reference interpreter and check against XLA's own outputs;
-4. compile it to native code and check that too, timing it against numpy.
+Part 1: plain numpy functions made fast by one decorator, timed against numpy.
+Part 2: a real XLA program (attention, lowered by JAX) through every stage:
+parse, optimize pass by pass, check the reference interpreter and the native
+code against XLA's own outputs.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 
-from hlojit.compiler.pipeline import default_pipeline
-from hlojit.ir.interpreter import evaluate
-from hlojit.ir.parser import parse_module
+import hlojit
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "hlo_corpus"
 
 
-def flatten(value) -> list[np.ndarray]:
-    if isinstance(value, (tuple, list)):
-        return [leaf for v in value for leaf in flatten(v)]
-    return [np.asarray(value)]
+# --- part 1: @hlojit.jit on ordinary numpy code --------------------------------------------------
 
 
-def numpy_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """The same function written by hand in numpy, the baseline to beat."""
-    s = q @ k.transpose(0, 2, 1) / np.float32(np.sqrt(q.shape[-1]))
-    e = np.exp(s - s.max(axis=-1, keepdims=True))
-    return (e / e.sum(axis=-1, keepdims=True)) @ v
+def gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
 
 
-def median_seconds(fn, *args, repeat: int = 200) -> float:
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x, gamma, beta):
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+
+def median_seconds(fn, *args, repeat: int = 15) -> float:
     fn(*args)
     times = []
     for _ in range(repeat):
@@ -43,56 +49,91 @@ def median_seconds(fn, *args, repeat: int = 200) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
+def part_one() -> None:
+    print("== 1. @hlojit.jit: plain numpy functions, compiled ==")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 1024), dtype=np.float32)
+    gamma = rng.standard_normal(1024, dtype=np.float32)
+    beta = rng.standard_normal(1024, dtype=np.float32)
+    v = rng.standard_normal(1 << 22, dtype=np.float32)
+    print(f"{'function':<10} {'shape':<12} {'numpy':>10} {'hlojit':>10} {'speed-up':>9} {'first call':>11}")
+    for fn, args in ((gelu, (v,)), (softmax, (x,)), (layernorm, (x, gamma, beta))):
+        compiled = hlojit.jit(fn)
+        t0 = time.perf_counter()
+        result = compiled(*args)
+        first_call = time.perf_counter() - t0
+        np.testing.assert_allclose(result, fn(*args), rtol=2e-4, atol=2e-5)
+        ours, theirs = median_seconds(compiled, *args), median_seconds(fn, *args)
+        shape = "x".join(map(str, args[0].shape))
+        print(f"{fn.__name__:<10} {shape:<12} {theirs * 1e3:8.2f}ms {ours * 1e3:8.2f}ms "
+              f"{theirs / ours:8.2f}x {first_call * 1e3:9.0f}ms")
+
+    print("\nA new shape compiles a new specialization, and the log says why:")
+    logging.basicConfig(stream=sys.stdout, format="  log: %(message)s")
+    logging.getLogger("hlojit").setLevel(logging.INFO)
+    logged = hlojit.jit(softmax, log_compiles=True)
+    logged(x[:8])
+    logged(x[:16])
+    logged(x[:8])  # reused: no compile, no log line
+    logging.getLogger("hlojit").setLevel(logging.WARNING)
+
+    print("\nData-dependent Python control flow is an error that says what to do instead:")
+
+    @hlojit.jit
+    def clipped(x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+    try:
+        clipped(x[:4])
+    except hlojit.tracing.TracingError as e:
+        print(textwrap.fill(str(e).splitlines()[0], width=100, initial_indent="  ", subsequent_indent="  "))
+
+
+# --- part 2: a real XLA program through every stage ----------------------------------------------
+
+
+def flatten(value) -> list[np.ndarray]:
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in flatten(v)]
+    return [np.asarray(value)]
+
+
+def part_two() -> None:
+    from hlojit.compiler.pipeline import default_pipeline
+    from hlojit.ir.interpreter import evaluate
+    from hlojit.ir.parser import parse_module
+
+    print("\n== 2. A real XLA program: attention as JAX lowered it ==")
     text = (CORPUS / "attention.hlo").read_text()
     with np.load(CORPUS / "attention.npz") as data:
         args = [data[f"arg{i}"] for i in range(3)]
         expected = data["out0"]
 
-    print("== 1. parse: the HLO text JAX lowered for softmax(q k^T / sqrt(d)) v ==")
     t0 = time.perf_counter()
     module = parse_module(text)
     print(f"parsed {sum(len(c) for c in module.computations)} instructions in "
-          f"{len(module.computations)} computations in {(time.perf_counter() - t0) * 1e3:.2f} ms")
-
-    print("\n== 2. optimize: the default pipeline, pass by pass ==")
+          f"{(time.perf_counter() - t0) * 1e3:.2f} ms")
     timings: list = []
     optimized = default_pipeline().run(module, timings=timings)
-    for name, seconds, changed in timings:
-        print(f"  {name:<28} {seconds * 1e3:7.3f} ms  {'changed the module' if changed else '-'}")
-    before = len(module.entry)
-    after = len(optimized.entry)
-    print(f"entry computation: {before} -> {after} instructions. The optimized module:\n")
-    print(optimized.to_text())
+    changed = [name for name, _, did_change in timings if did_change]
+    print(f"optimized by {len(timings)} pass runs in {sum(t[1] for t in timings) * 1e3:.1f} ms "
+          f"(changed by: {', '.join(dict.fromkeys(changed))}); entry {len(module.entry)} -> "
+          f"{len(optimized.entry)} instructions")
 
-    print("== 3. interpret: the reference interpreter against XLA's outputs ==")
-    for label, m in (("parsed", module), ("optimized", optimized)):
-        got = flatten(evaluate(m, args))[0]
-        err = float(np.max(np.abs(got - expected)))
+    for label, result in (
+        ("interpreter, parsed   ", evaluate(module, args)),
+        ("interpreter, optimized", evaluate(optimized, args)),
+        ("native code           ", hlojit.compile_hlo(text)(*args)),
+    ):
+        got = flatten(result)[0]
         ok = np.allclose(got, expected, rtol=2e-5, atol=1e-6)
-        print(f"  {label:<10} max abs error vs XLA {err:.2e}  {'OK' if ok else 'MISMATCH'}")
+        print(f"  {label}  max abs error vs XLA {np.max(np.abs(got - expected)):.1e}  {'OK' if ok else 'MISMATCH'}")
         assert ok
-
-    try:
-        from hlojit.api import compile_hlo
-    except ImportError:
-        print("\n(native code generation is not built yet)")
-        return
-
-    print("\n== 4. compile to native code and run ==")
-    t0 = time.perf_counter()
-    executable = compile_hlo(text)
-    compile_ms = (time.perf_counter() - t0) * 1e3
-    got = flatten(executable(*args))[0]
-    err = float(np.max(np.abs(got - expected)))
-    ok = np.allclose(got, expected, rtol=2e-5, atol=1e-6)
-    print(f"  compiled in {compile_ms:.1f} ms; max abs error vs XLA {err:.2e}  {'OK' if ok else 'MISMATCH'}")
-    assert ok
-    native = median_seconds(executable, *args)
-    reference = median_seconds(numpy_attention, *args)
-    print(f"  median per call: hlojit {native * 1e6:.1f} us, numpy {reference * 1e6:.1f} us "
-          f"-> {reference / native:.2f}x numpy")
+    print("\nTry: hlojit dump tests/data/hlo_corpus/attention.hlo --after-each-pass | less")
 
 
 if __name__ == "__main__":
-    main()
+    part_one()
+    part_two()

@@ -1,6 +1,13 @@
 """hlojit: a linear-algebra JIT compiler for Python in the style of XLA.
 
+    import numpy as np
     import hlojit
+
+    @hlojit.jit                             # plain numpy, traced once per signature
+    def softmax(x):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
     exe = hlojit.load_hlo("model.hlo")      # XLA HLO text, as JAX emits it
     y = exe(x, w)                           # native code on numpy arrays
 
@@ -16,6 +23,13 @@ __version__ = "0.1.0"
 
 # name -> module that defines it
 _LAZY = {
+    "jit": "hlojit.tracing",
+    "cond": "hlojit.tracing",
+    "switch": "hlojit.tracing",
+    "fori_loop": "hlojit.tracing",
+    "while_loop": "hlojit.tracing",
+    "where": "hlojit.tracing",
+    "ShapeDtype": "hlojit.tracing",
     "compile_hlo": "hlojit.api",
     "load_hlo": "hlojit.api",
     "parse_hlo": "hlojit.ir.parser",

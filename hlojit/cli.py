@@ -7,6 +7,7 @@ file, malformed program, inputs that do not fit the program).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
-STAGES_IR = ("parsed", "optimized")
+STAGES_IR = ("parsed", "traced", "optimized")
 STAGES_NATIVE = ("llvm", "llvm-opt", "asm")
 
 
@@ -27,16 +28,54 @@ class CliError(Exception):
 # --- loading programs -----------------------------------------------------------------------------
 
 
-def load_module(path: str):
-    """Parse a program file into a Module. The suffix picks the front end."""
+def load_module(path: str, arg_specs: Sequence[str] = ()):
+    """Parse a program into a Module. `FILE.hlo`, or `FILE.py:FUNCTION` traced for `arg_specs`."""
+    python_function = re.fullmatch(r"(.+\.py):([A-Za-z_]\w*)", path)
+    if python_function:
+        return _trace_python_function(Path(python_function[1]), python_function[2], arg_specs)
     from hlojit.ir.parser import parse_module
 
     file = Path(path)
     if not file.is_file():
         raise CliError(f"{path}: no such file")
     if file.suffix != ".hlo":
-        raise CliError(f"{path}: unknown program type {file.suffix!r}; expected a .hlo file")
+        raise CliError(f"{path}: unknown program type {file.suffix!r}; expected FILE.hlo or FILE.py:FUNCTION")
+    if arg_specs:
+        raise CliError("--arg is for FILE.py:FUNCTION; an .hlo file states its own parameter shapes")
     return parse_module(file.read_text(), filename=str(file))
+
+
+def _trace_python_function(file: Path, function_name: str, arg_specs: Sequence[str]):
+    """Import a Python file and trace one of its functions (plain or @jit) for the given shapes."""
+    import importlib.util
+    import inspect
+
+    from hlojit.tracing import trace_to_module
+
+    if not file.is_file():
+        raise CliError(f"{file}: no such file")
+    spec = importlib.util.spec_from_file_location(f"_hlojit_cli_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent.resolve()))  # the file's own sibling imports work
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    function = getattr(module, function_name, None)
+    if function is None or not callable(function):
+        raise CliError(f"{file}: has no function {function_name!r}")
+    target = getattr(function, "__wrapped__", function)
+    try:
+        wanted = len([p for p in inspect.signature(target).parameters.values()
+                      if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)])
+    except (TypeError, ValueError):
+        wanted = len(arg_specs)
+    if len(arg_specs) < wanted:
+        raise CliError(f"{file}:{function_name} takes {wanted} arguments; give each with --arg, e.g. --arg f32[64,128]")
+    try:
+        return trace_to_module(function, list(arg_specs))
+    except ValueError as e:  # a malformed --arg spec
+        raise CliError(f"--arg: {e}") from None
 
 
 def _leaf_count(shape) -> int:
@@ -147,13 +186,13 @@ def _pipeline(passes: str | None):
 def cmd_dump(args: argparse.Namespace) -> int:
     from hlojit.ir.graphviz import module_to_dot
 
-    module = load_module(args.file)
+    module = load_module(args.file, args.arg)
     out = sys.stdout
 
     def render(m) -> str:
         return module_to_dot(m) if args.format == "dot" else m.to_text()
 
-    if args.stage == "parsed" and not args.after_each_pass:
+    if args.stage in ("parsed", "traced") and not args.after_each_pass:
         out.write(render(module))
         return EXIT_OK
 
@@ -253,9 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     dump = sub.add_parser("dump", help="print a program at a compilation stage")
-    dump.add_argument("file", help="program file (.hlo)")
+    dump.add_argument("file", help="FILE.hlo, or FILE.py:FUNCTION to trace a Python function")
+    dump.add_argument("--arg", action="append", default=[], metavar="SPEC",
+                      help="an argument of FILE.py:FUNCTION as dtype[dims], e.g. f32[64,128]; once per argument")
     dump.add_argument("--stage", choices=STAGES_IR + STAGES_NATIVE, default="optimized",
-                      help="which stage to print (default: optimized)")
+                      help="which stage to print (default: optimized; traced = parsed, for .py)")
     dump.add_argument("--after-each-pass", action="store_true",
                       help="print the module after every pass that changed it")
     dump.add_argument("--passes", help="passes to run instead of the default pipeline, e.g. inline-calls,simplify,cse "

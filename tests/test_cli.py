@@ -89,7 +89,9 @@ def test_run_check_against_interpreter_with_timing(capsys):
     )
     assert status == 0, out
     assert "PASS" in out
-    assert "compile:" in out and "llvm_optimize" in out and "run: median" in out
+    assert "compile:" in out and "run: median" in out
+    # Either a real compile (LLVM phases) or a hit in the persistent compilation cache.
+    assert "llvm_optimize" in out or "cache_load" in out
 
 
 @pytest.mark.parametrize(
@@ -176,3 +178,46 @@ def test_python_dash_m_is_the_same_command():
     )
     assert result.returncode == 0, result.stderr
     assert "dce" in result.stdout
+
+
+SOFTMAX_SOURCE = """import numpy as np
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+"""
+
+
+@pytest.fixture
+def softmax_file(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(SOFTMAX_SOURCE)
+    return path
+
+
+def test_dump_traces_a_python_function(capsys, softmax_file):
+    status, out, _ = run_cli(capsys, "dump", f"{softmax_file}:softmax", "--arg", "f32[4,8]", "--stage", "traced")
+    assert status == 0
+    module = parse_module(out)
+    assert module.entry.parameter_shapes[0].dims == (4, 8)
+    assert {i.opcode.text for i in module.entry} >= {"reduce", "exponential", "divide"}
+
+
+def test_dump_python_function_to_assembly(capsys, softmax_file):
+    status, out, _ = run_cli(capsys, "dump", f"{softmax_file}:softmax", "--arg", "f32[64,128]", "--stage", "asm")
+    assert status == 0
+    assert "zmm" in out or "ymm" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{file}:softmax"], "takes 1 arguments"),
+        (["{file}:missing", "--arg", "f32[3]"], "no function 'missing'"),
+        (["{file}:softmax", "--arg", "q32[3]"], "unknown dtype 'q32'"),
+    ],
+)
+def test_dump_python_function_errors(capsys, softmax_file, argv, message):
+    status, _, err = run_cli(capsys, "dump", *[a.format(file=softmax_file) for a in argv])
+    assert status == 2
+    assert message in err
