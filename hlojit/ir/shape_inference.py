@@ -754,6 +754,12 @@ def _gather(op: _Op) -> Shape:
     for d, (size, bound) in enumerate(zip(slice_sizes, operand.dims)):
         if not 0 <= size <= bound:
             raise op.fail(f"slice_sizes[{d}]={size} must be within [0, {bound}] for {describe_shape(operand)}")
+    for d in dn.collapsed_slice_dims:
+        # XLA's text allows 0 here too, but a collapsed dimension leaves no trace in the result's
+        # dims: the result would have elements while every gathered slice is empty.
+        if slice_sizes[d] == 0:
+            raise op.fail(f"collapsed_slice_dims may not name dimension {d}, whose slice size is 0 (an empty "
+                          f"slice cannot be collapsed; make it an offset dimension)")
     for name, dims in (("collapsed_slice_dims", dn.collapsed_slice_dims),
                        ("operand_batching_dims", dn.operand_batching_dims)):
         for d in dims:

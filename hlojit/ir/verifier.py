@@ -10,8 +10,8 @@ trust the ones before it:
    defined earlier in the same computation, the opcode's operand count,
    parameters numbered 0..n-1 once each, a root that exists, constants with a
    literal of their shape, attribute values of the right kind, and valid
-   shapes (no negative dims; layouts are permutations of 0..rank-1, also
-   inside tuples);
+   shapes (no negative dims, byte sizes that fit in int64; layouts are
+   permutations of 0..rank-1, also inside tuples);
 3. the call graph: called computations exist, are defined before their
    callers, and no computation reaches itself (the cycle is named);
 4. shapes: each declared shape equals what `infer_shape` derives from the
@@ -172,10 +172,21 @@ def _check_attribute_kinds(where: str, instr: Instruction) -> None:
             raise HloVerifyError(f"{where}: attribute {name} must be {kind.value}, got {value!r}")
 
 
+# Dimensions and byte sizes are int64 in XLA and in generated code (64-bit index arithmetic).
+_INT64_MAX = 2**63 - 1
+
+
 def _check_shape_valid(where: str, what: str, shape: Shape) -> None:
     for leaf in shape.leaves():
         if any(d < 0 for d in leaf.dims):
             raise HloVerifyError(f"{where}: {what} {describe_shape(shape)} has a negative dimension")
+        if leaf.nbytes > _INT64_MAX:
+            # Checked on the byte size (elements times element size), which is what index and
+            # allocation arithmetic must hold; this also bounds every dimension.
+            raise HloVerifyError(
+                f"{where}: {what} {describe_shape(shape)} has {leaf.nbytes} bytes, more than a 64-bit "
+                f"size can hold ({_INT64_MAX})"
+            )
         if not leaf.layout_is_valid:
             raise HloVerifyError(
                 f"{where}: layout {{{','.join(map(str, leaf.layout))}}} of {describe_shape(leaf)} in {what} "

@@ -407,7 +407,11 @@ class JittedFunction:
                 ]
                 positional, keywords = self._rebuild(arguments, params)
                 self.trace_count += 1
-                result = self.fun(*positional, **keywords)
+                try:
+                    result = self.fun(*positional, **keywords)
+                except TypeError as failure:
+                    self._note_none_arguments(failure, arguments)
+                    raise
                 pairs, out_tree = flatten_with_paths(result, "output")
                 outputs = []
                 for path, leaf in pairs:
@@ -429,6 +433,17 @@ class JittedFunction:
         module = module.with_computations(module.reachable_computations())
         return Specialization(signature, tuple(arguments.paths), module, out_tree, tuple_output, reason,
                               time.perf_counter() - start)
+
+    def _note_none_arguments(self, failure: TypeError, arguments: _Arguments) -> None:
+        """A TypeError while tracing often comes from a None argument (an empty pytree, not an array):
+        name it on the error, whose own message only says what the function did with it."""
+        names = self._positional_names(len(arguments.positional))
+        given = [(names[i], v) for i, v in enumerate(arguments.positional) if i not in arguments.static_positions]
+        given += [(k, v) for k, v in arguments.keywords.items() if k not in arguments.static_keywords]
+        for name, value in given:
+            if value is None:
+                failure.add_note(f"while tracing {self.name}: argument '{name}' is None, which hlojit.jit treats "
+                                 f"as an empty container (no array), as JAX does")
 
     def _aliases(self, arguments: _Arguments, outputs: list[Tracer], tuple_output: bool) -> list:
         """input_output_alias entries for donated arguments: each output reuses a donated buffer of its type."""

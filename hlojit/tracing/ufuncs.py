@@ -530,6 +530,7 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, **kwargs
     a_min = kwargs.pop("min", None) if a_min is None else a_min
     a_max = kwargs.pop("max", None) if a_max is None else a_max
     _check_kwargs("numpy.clip", {"out": out, **kwargs})
+    a_min, a_max = _ignore_bounds_outside_the_type(a, a_min, a_max)
     result = a
     if a_min is not None:
         result = apply_ufunc(np.maximum, result, a_min)
@@ -538,6 +539,26 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None, out: Any = None, **kwargs
     if a_min is None and a_max is None:
         result = apply_ufunc(np.positive, a)
     return result
+
+
+def _ignore_bounds_outside_the_type(a: Any, a_min: Any, a_max: Any) -> tuple[Any, Any]:
+    """numpy's clip ignores a Python-int lower bound below an integer array's type (and an upper one
+    above it), where np.maximum / np.minimum with that int would raise OverflowError."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or np.dtype(dtype).kind not in "iu":
+        return a_min, a_max
+    info = np.iinfo(dtype)
+
+    def is_python_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if is_python_int(a_min) and a_min < info.min:
+        a_min = None
+    if is_python_int(a_max) and a_max > info.max:
+        a_max = None
+    if a_min is None and a_max is None:
+        return info.min, None  # a no-op clip still returns a copy of the same type
+    return a_min, a_max
 
 
 @implements(np.round, np.around, category=_MATH, notes="decimals >= 0 for integer arrays")

@@ -88,13 +88,44 @@ def convert_generator(ctx: ElementalContext) -> ElementGenerator:
     return lambda builder, index: arith.convert(builder, operand(builder, index), source, target)
 
 
+_UNSIGNED_OF_WIDTH = {8: DType.U8, 16: DType.U16, 32: DType.U32, 64: DType.U64}
+
+
 @register_elemental(Opcode.BITCAST_CONVERT)
 def bitcast_convert_generator(ctx: ElementalContext) -> ElementGenerator:
+    """Same widths: reinterpret each element. Different widths (as XLA): a narrower target adds a minor
+    dimension holding the pieces of each element, least significant first; a wider one consumes it."""
     source, target = ctx.operand_shape(0).dtype, ctx.shape.dtype
-    if ctx.operand_shape(0).rank != ctx.shape.rank:
-        raise ctx.error("bitcast-convert that changes the rank (different widths) is not supported")
     operand = ctx.operand_generator(0)
-    return lambda builder, index: arith.bitcast_convert(builder, operand(builder, index), source, target)
+    if source.bits == target.bits:
+        return lambda builder, index: arith.bitcast_convert(builder, operand(builder, index), source, target)
+    if source.is_pred or target.is_pred:
+        raise ctx.error(f"bitcast-convert between pred and {target.text if source.is_pred else source.text}")
+    wide, narrow = (source, target) if source.bits > target.bits else (target, source)
+    wide_bits, narrow_bits = _UNSIGNED_OF_WIDTH[wide.bits], _UNSIGNED_OF_WIDTH[narrow.bits]
+    pieces = wide.bits // narrow.bits
+    wide_int = ir.IntType(wide.bits)
+
+    if source is wide:
+        def split(builder: ir.IRBuilder, index) -> ir.Value:
+            bits = arith.bitcast_convert(builder, operand(builder, tuple(index[:-1])), source, wide_bits)
+            shift = builder.mul(builder.trunc(index[-1], wide_int) if wide.bits < 64 else index[-1],
+                                ir.Constant(wide_int, narrow.bits))
+            piece = builder.trunc(builder.lshr(bits, shift), ir.IntType(narrow.bits))
+            return arith.bitcast_convert(builder, piece, narrow_bits, target)
+
+        return split
+
+    def join(builder: ir.IRBuilder, index) -> ir.Value:
+        bits = ir.Constant(wide_int, 0)
+        for k in range(pieces):
+            piece = arith.bitcast_convert(builder, operand(builder, (*index, T.index_constant(k))), source,
+                                          narrow_bits)
+            shifted = builder.shl(builder.zext(piece, wide_int), ir.Constant(wide_int, k * narrow.bits))
+            bits = builder.or_(bits, shifted)
+        return arith.bitcast_convert(builder, bits, wide_bits, target)
+
+    return join
 
 
 @register_elemental(Opcode.SELECT)

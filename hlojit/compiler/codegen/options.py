@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+# Status codes of the entry function (`i32 entry(params, results, scratch)`): 0 is success.
+# The runtime maps each non-zero status to an error message; keep the two in step.
+WHILE_ITERATION_LIMIT_STATUS = 1  # a while loop exceeded `CodegenOptions.max_while_iterations`
+
 
 @dataclass(frozen=True)
 class CodegenOptions:
@@ -18,11 +22,23 @@ class CodegenOptions:
         (``scipy_cblas_[sd]gemm64_``). Only the caller knows whether that library
         is loaded in the process (`hlojit.api` asks `hlojit.runtime.blas`), so it
         is off unless set.
+    max_while_iterations: None (the default) lets a while loop run for as long
+        as its condition holds, as XLA does: a loop that never ends never
+        returns. A number bounds every while loop: a loop about to run its body
+        for the (N+1)-th time stops and the entry function returns
+        `WHILE_ITERATION_LIMIT_STATUS`, which the runtime raises as an error.
+        The reference interpreter's option of the same name counts the same way.
     """
 
     fast_math: bool = False
     entry_name: str = "hlojit_entry"
     blas: bool = False
+    max_while_iterations: int | None = None
+
+    def __post_init__(self):
+        limit = self.max_while_iterations
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"max_while_iterations must be None or an integer >= 0, got {limit!r}")
 
     @staticmethod
     def from_mapping(options: Mapping[str, Any] | CodegenOptions | None) -> CodegenOptions:

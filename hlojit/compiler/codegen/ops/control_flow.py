@@ -7,6 +7,11 @@ init value is copied in, then::
     header:  p = condition(state);  br p, body, exit
     body:    r = body(state);  state <- r;  br header
 
+With `CodegenOptions.max_while_iterations` set, a trip counter (reset each
+time the loop starts) guards the body: the run that would exceed the limit
+returns `WHILE_ITERATION_LIMIT_STATUS` from the entry function instead, so
+a loop that never ends becomes a runtime error rather than a hang.
+
 The body's result is written back leaf by leaf. A result leaf that is the
 state leaf itself costs nothing; one that is computed lazily or lives in a
 state buffer (a permutation of the state, say) is first staged into a scratch
@@ -26,6 +31,7 @@ from hlojit.ir.opcodes import Opcode
 
 from .. import types as T
 from ..context import EmitContext
+from ..options import WHILE_ITERATION_LIMIT_STATUS
 from ..registry import register_emitter
 from ..values import ArrayBuffer, generator_of, leaves
 
@@ -50,6 +56,10 @@ def emit_while(ctx: EmitContext) -> None:
     header = builder.append_basic_block("while.header")
     body = builder.append_basic_block("while.body")
     exit_block = builder.append_basic_block("while.exit")
+    trips = None
+    if ctx.options.max_while_iterations is not None:
+        trips = ctx.lowering.entry_alloca(builder, T.INDEX, "while.trips")
+        builder.store(T.index_constant(0), trips)
     builder.branch(header)
 
     builder.position_at_end(header)
@@ -58,11 +68,31 @@ def emit_while(ctx: EmitContext) -> None:
     builder.cbranch(keep_going, body, exit_block)
 
     builder.position_at_end(body)
+    limit = ctx.options.max_while_iterations
+    if limit is not None:
+        _count_trip(ctx, trips, limit)
     result = ctx.emit_computation(ctx.attr("body"), [state], "body")
     _write_back(ctx, list(leaves(result)), ctx.outputs, ctx.temps)
     builder.branch(header)
 
     builder.position_at_end(exit_block)
+
+
+def _count_trip(ctx: EmitContext, trips: ir.Value, limit: int) -> None:
+    """At the top of the body: return the limit status if the body already ran `limit` times."""
+    builder = ctx.builder
+    function = builder.function
+    if function.function_type.return_type != T.I32:
+        raise ctx.error("max_while_iterations needs the while loop in the entry function (it returns a status)")
+    done = builder.load(trips, typ=T.INDEX, name="while.done")
+    over = builder.icmp_signed(">=", done, T.index_constant(limit), name="while.over_limit")
+    stop = function.append_basic_block("while.limit")
+    run = function.append_basic_block("while.run")
+    builder.cbranch(over, stop, run)
+    builder.position_at_end(stop)
+    builder.ret(ir.Constant(T.I32, WHILE_ITERATION_LIMIT_STATUS))
+    builder.position_at_end(run)
+    builder.store(builder.add(done, T.index_constant(1)), trips)
 
 
 def _write_back(ctx: EmitContext, results, state: tuple[ArrayBuffer, ...], staging: tuple[ArrayBuffer, ...]) -> None:
