@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CORE := $(VENV)/.core-installed
 FULL := $(VENV)/.test-installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench fuzz clean
 
 $(CORE): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: $(CORE)
 bench: $(FULL)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run.py
+
+# An open-ended differential fuzzing campaign: `make fuzz MINUTES=30`.
+MINUTES ?= 10
+fuzz: $(FULL)
+	$(PY) bench/fuzz.py --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
