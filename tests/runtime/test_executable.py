@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import ml_dtypes
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 
 from hlojit.api import compile_hlo, load_hlo
-from hlojit.ir.parser import parse_module
+from hlojit.ir.errors import HloVerifyError
+from hlojit.ir.parser import parse_module, parse_shape
+from hlojit.runtime import cache
+from hlojit.runtime.executable import EntrySignature
 from tests.conftest import CORPUS_DIR, assert_matches_xla, corpus_io, flatten_result
 
 AFFINE = """HloModule affine
@@ -23,9 +27,19 @@ ENTRY main {
 }"""
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Never touch the user's cache: the default cache lives in this test's tmp dir."""
+    monkeypatch.setenv("HLOJIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("HLOJIT_DISABLE_CACHE", raising=False)
+    cache.reset_default_cache()
+    yield
+    cache.reset_default_cache()
+
+
 @pytest.fixture(scope="module")
 def affine():
-    return compile_hlo(AFFINE)
+    return compile_hlo(AFFINE, cache=False)
 
 
 def test_call_matches_numpy(affine):
@@ -192,3 +206,31 @@ def test_compile_from_module_and_introspection():
     assert "define" in exe.llvm_ir and exe.timings["total"] > 0
     assert "affine" in repr(exe)
     assert "ret" in exe.asm()
+
+
+def test_the_validating_path_gives_the_same_results(affine):
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((2, 16, 5)).astype(np.float32)
+    for args in [(x, w, np.float32(0.5)), (x, w, 2), (x[::-1], np.asfortranarray(w), 0.25)]:
+        np.testing.assert_array_equal(affine(*args), affine.validated_call(*args))
+
+
+def test_entry_signature_round_trips_through_json():
+    signature = EntrySignature(
+        entry_name="hlojit_entry",
+        parameter_shapes=(parse_shape("f32[3,4]{0,1}"), parse_shape("s32[]")),
+        parameter_names=("x", "state{1}"),
+        argument_shapes=(parse_shape("(f32[3,4]{0,1}, s32[])"),),
+        result_shape=parse_shape("(bf16[2]{0}, (pred[], u64[1,2]{0,1}))"),
+        scratch_size=192,
+        name="m",
+    )
+    data = json.loads(json.dumps(signature.to_json()))
+    assert EntrySignature.from_json(data) == signature
+
+
+def test_a_module_compiled_without_passes_is_still_verified():
+    text = "HloModule m\nENTRY e { x = f32[4,3] parameter(0)  ROOT r = f32[4,4] negate(x) }"
+    for optimize in (True, False):
+        with pytest.raises(HloVerifyError, match="f32\\[4,4\\]"):
+            compile_hlo(text, optimize=optimize, cache=False)
