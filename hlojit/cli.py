@@ -284,6 +284,22 @@ def cmd_passes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from hlojit.runtime.cache import cache_clear, cache_info
+
+    if args.action == "clear":
+        print(f"removed {cache_clear()} cache entries")
+        return EXIT_OK
+    info = cache_info()
+    if not info["enabled"]:
+        print(f"compilation cache disabled: {info.get('reason', 'unknown reason')}")
+        return EXIT_OK
+    print(f"path:    {info['path']}")
+    print(f"entries: {info['entries']}")
+    print(f"size:    {info['bytes'] / 1024:.1f} KiB")
+    return EXIT_OK
+
+
 # --- argument parsing -----------------------------------------------------------------------------
 
 
@@ -316,6 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtol", type=float, default=2e-5, help="relative tolerance for --check on floats")
     run.add_argument("--atol", type=float, default=1e-6, help="absolute tolerance for --check on floats")
     run.set_defaults(func=cmd_run)
+
+    cache = sub.add_parser("cache", help="show or empty the persistent compilation cache")
+    cache.add_argument("action", choices=("info", "clear"), help="info: location, entries, size; clear: delete all")
+    cache.set_defaults(func=cmd_cache)
 
     passes = sub.add_parser("passes", help="list the optimization passes")
     passes.set_defaults(func=cmd_passes)

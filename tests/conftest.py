@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# Tests never touch the user's real compilation cache: each test process gets a private one.
+# Tests never touch the user's real compilation cache: each test process gets a private one, and it
+# is off unless a test turns it on (a cached object would hide what a test changed at run time,
+# such as a codegen threshold, and would make compile-phase output depend on test order).
 os.environ["HLOJIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="hlojit-test-cache-")
+os.environ["HLOJIT_DISABLE_CACHE"] = "1"
 atexit.register(shutil.rmtree, os.environ["HLOJIT_CACHE_DIR"], ignore_errors=True)
 
 # The backend tests skip without their optional extras, but CI installs them and must run them.

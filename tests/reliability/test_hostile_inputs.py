@@ -245,8 +245,7 @@ ENTRY e { x = f32[65536,65537] parameter(0)  ROOT r = f32[65536,65537] negate(x)
 
 
 @pytest.mark.parametrize("dims", ["4294967296,4294967296", "9223372036854775807,2", "99999999999999999999"])
-@pytest.mark.parametrize("optimize", [True, pytest.param(False, marks=pytest.mark.xfail(
-    strict=True, reason="compile_hlo(optimize=False) does not verify the module (reported: hlojit/api.py)"))])
+@pytest.mark.parametrize("optimize", [True, False])
 def test_shapes_whose_byte_size_overflows_int64_are_rejected(dims, optimize):
     text = f"HloModule huge\nENTRY e {{ x = f32[{dims}] parameter(0)  ROOT r = f32[{dims}] negate(x) }}"
     with pytest.raises(HloVerifyError, match="bytes, more than a 64-bit size can hold"):
@@ -333,7 +332,6 @@ def test_valid_syntax_with_inconsistent_shapes_is_a_verify_error():
         compile_hlo(text, cache=False)
 
 
-@pytest.mark.xfail(strict=True, reason="compile_hlo(optimize=False) does not verify (reported: hlojit/api.py)")
 def test_valid_syntax_with_inconsistent_shapes_is_a_verify_error_without_passes():
     text = "HloModule m\nENTRY e { x = f32[4,3] parameter(0)  ROOT r = f32[4,4] negate(x) }"
     with pytest.raises(HloVerifyError):

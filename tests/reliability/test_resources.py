@@ -258,8 +258,6 @@ _HANGING_ENTRY = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="cache.py reads an entry path without checking it is a regular file of "
-                                       "bounded size: a FIFO blocks and /dev/zero reads forever (reported)")
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
 def test_special_files_in_the_cache_do_not_hang_compilation(tmp_path, kind):
     try:
