@@ -38,11 +38,35 @@ def load_module(path: str, arg_specs: Sequence[str] = ()):
     file = Path(path)
     if not file.is_file():
         raise CliError(f"{path}: no such file")
+    if file.suffix == ".onnx":
+        return _import_onnx(file, arg_specs)
     if file.suffix != ".hlo":
-        raise CliError(f"{path}: unknown program type {file.suffix!r}; expected FILE.hlo or FILE.py:FUNCTION")
+        raise CliError(f"{path}: unknown program type {file.suffix!r}; expected FILE.hlo, FILE.onnx or FILE.py:FUNCTION")
     if arg_specs:
-        raise CliError("--arg is for FILE.py:FUNCTION; an .hlo file states its own parameter shapes")
+        raise CliError("--arg is for FILE.py:FUNCTION and FILE.onnx; an .hlo file states its own parameter shapes")
     return parse_module(file.read_text(), filename=str(file))
+
+
+def _import_onnx(file: Path, arg_specs: Sequence[str]):
+    """An ONNX model as a Module; `--arg` specs fix the dims of symbolic inputs (in graph order)."""
+    from hlojit.ir.errors import HloError
+
+    try:
+        from hlojit.onnx import load_module_from_onnx
+    except ImportError:
+        raise CliError(f"{file}: ONNX models need the onnx extra: pip install 'hlojit[onnx]'") from None
+    dims = None
+    if arg_specs:
+        from hlojit.tracing import ShapeDtype
+
+        try:
+            dims = [tuple(ShapeDtype.from_text(spec).shape) for spec in arg_specs]
+        except ValueError as e:
+            raise CliError(f"--arg: {e}") from None
+    try:
+        return load_module_from_onnx(file, input_shapes=dims, default_dim=1)
+    except (HloError, ValueError) as e:
+        raise CliError(f"{file}: {e}") from None
 
 
 def _trace_python_function(file: Path, function_name: str, arg_specs: Sequence[str]):
@@ -221,7 +245,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    module = load_module(args.file)
+    module = load_module(args.file, args.arg)
     inputs = load_inputs(module, args.inputs, args.seed)
 
     if args.interpret:
@@ -322,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     dump.set_defaults(func=cmd_dump)
 
     run = sub.add_parser("run", help="run a program on given or random inputs")
-    run.add_argument("file", help="program file (.hlo)")
+    run.add_argument("file", help="program file: FILE.hlo or FILE.onnx")
+    run.add_argument("--arg", action="append", default=[], metavar="SPEC",
+                     help="for FILE.onnx with symbolic dims: an input's shape as dtype[dims], in graph order")
     run.add_argument("--inputs", help=".npz with arg0..argN (flattened parameters); random if absent")
     run.add_argument("--check", help="compare with out0..outM of this .npz, or 'interpreter'")
     run.add_argument("--interpret", action="store_true", help="use the reference interpreter instead of native code")

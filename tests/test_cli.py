@@ -246,3 +246,28 @@ def test_cache_info_when_disabled(capsys, monkeypatch):
     monkeypatch.setattr(cache_module, "_default", None)
     status, out, _ = run_cli(capsys, "cache", "info")
     assert status == 0 and "disabled" in out
+
+
+def test_dump_and_run_an_onnx_model(capsys, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="onnx is a test extra (CI installs it and refuses to skip)")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Add", ["h", "x"], ["y"])],
+        "relu_add",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+    )
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+    status, out, _ = run_cli(capsys, "dump", str(path), "--arg", "f32[3,4]", "--stage", "parsed")
+    assert status == 0
+    assert parse_module(out).entry.parameter_shapes[0].dims == (3, 4)
+
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    inputs, expected = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(inputs, arg0=x)
+    np.savez(expected, out0=np.maximum(x, 0) + x)
+    status, out, _ = run_cli(capsys, "run", str(path), "--arg", "f32[3,4]", "--inputs", str(inputs), "--check", str(expected))
+    assert status == 0, out

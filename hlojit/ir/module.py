@@ -39,6 +39,10 @@ class Literal:
         dt = DType.from_numpy(arr.dtype) if dtype is None else dtype
         return Literal(arr, ArrayShape(dt, arr.shape))
 
+    def tobytes(self) -> bytes:
+        """The value's bytes, row-major (what equality and hashing compare)."""
+        return self._bytes()
+
     def _bytes(self) -> bytes:
         if self._key is None:
             self._key = np.ascontiguousarray(self.array).tobytes()
