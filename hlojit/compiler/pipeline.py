@@ -17,7 +17,8 @@ module. `Pipeline.run` verifies the module after every pass that changed it
 module before and after each pass to a dump callback.
 
 `default_pipeline()` is the simplification pipeline, in the spirit of step 1
-of XLA's CPU pipeline (DESIGN.md section 3). `parse_pipeline("a,b,...")`
+of XLA's CPU pipeline (DESIGN.md section 3); `optimizing_pipeline()` adds
+fusion (step 3) after it. `parse_pipeline("a,b,...")`
 builds a pipeline from the text a `--passes` flag takes.
 """
 
@@ -291,6 +292,15 @@ def default_pipeline() -> Pipeline:
     return Pipeline(["inline-calls", simplify_group(), "cse", "dce"], name="default")
 
 
+def optimizing_pipeline() -> Pipeline:
+    """The default pipeline's simplification, then fusion (step 3 of XLA's CPU pipeline).
+
+    Layout assignment will go between the two once it exists. The output is
+    what codegen should compile: fusions are single loop nests.
+    """
+    return Pipeline([*default_pipeline().stages, "fusion"], name="optimizing")
+
+
 # Named groups `parse_pipeline` understands besides pass names.
 _GROUPS: dict[str, Callable[[], Fixpoint]] = {"simplify": simplify_group}
 
@@ -300,7 +310,8 @@ def parse_pipeline(spec: str) -> Pipeline:
 
     Items are separated by commas. An item is a registered pass name, the
     name of a predefined group (`simplify`), or `fixpoint(a,b,...)` for an
-    ad-hoc fixpoint group; `default` stands for the default pipeline's stages.
+    ad-hoc fixpoint group; `default` stands for the default pipeline's stages
+    and `optimizing` for the optimizing pipeline's.
     """
     tokens = re.findall(r"[A-Za-z0-9_-]+|[(),]|\S", spec)
     position = 0
@@ -325,6 +336,8 @@ def parse_pipeline(spec: str) -> Pipeline:
                 stages.append(Fixpoint(parse_list(")")))
             elif token == "default":
                 stages.extend(default_pipeline().stages)
+            elif token == "optimizing":
+                stages.extend(optimizing_pipeline().stages)
             elif token in _GROUPS:
                 stages.append(_GROUPS[token]())
             elif re.fullmatch(r"[A-Za-z0-9_-]+", token):

@@ -80,6 +80,14 @@ class ComputationGenerators:
     def root(self) -> ComposedValue:
         return self.value(self.computation.root_name)
 
+    def bind(self, name: str, value: ComposedValue) -> None:
+        """From now on, compose reads of instruction `name` from `value` (computed elsewhere, e.g. hoisted).
+
+        Instructions composed before the binding keep computing `name`
+        themselves, which is correct but slower: bind before composing readers.
+        """
+        self._values[name] = value
+
     def value(self, name: str) -> ComposedValue:
         found = self._values.get(name)
         if found is None:

@@ -199,8 +199,10 @@ class _ModuleLowering:
             self._slot_pointers[slot] = pointer
         return ArrayBuffer(shape, pointer, storage=slot)
 
-    def entry_alloca(self, builder: ir.IRBuilder, typ: ir.Type, name: str) -> ir.Value:
-        return self.prologue.alloca(typ, name=f"{name}.{next(self._names)}")
+    def entry_alloca(self, builder: ir.IRBuilder, typ: ir.Type, name: str, count: int = 1) -> ir.Value:
+        """Stack space for `count` values of `typ`, allocated once in the prologue."""
+        size = None if count == 1 else T.index_constant(count)
+        return self.prologue.alloca(typ, size=size, name=f"{name}.{next(self._names)}")
 
     def constant_buffer(self, instr: Instruction) -> ArrayBuffer:
         """An array literal as a read-only LLVM global, bytes in the instruction's layout."""
