@@ -38,10 +38,10 @@ __all__ = ["blas_available", "compile_hlo", "load_hlo", "lower"]
 def _simplify(module: Module) -> Module:
     """Run the HLO pass pipeline when the pass layer is available (the only place that picks it)."""
     try:
-        from hlojit.compiler.pipeline import default_pipeline
+        from hlojit.compiler.pipeline import optimizing_pipeline
     except ImportError:  # the pass layer is optional for codegen
         return module
-    return default_pipeline().run(module)
+    return optimizing_pipeline().run(module)
 
 
 def blas_available() -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
-STAGES_IR = ("parsed", "traced", "optimized")
+STAGES_IR = ("parsed", "traced", "optimized", "fused")
 STAGES_NATIVE = ("llvm", "llvm-opt", "asm")
 
 
@@ -196,11 +196,12 @@ def compare_outputs(got: list[np.ndarray], want: list[np.ndarray], rtol: float, 
 # --- commands -------------------------------------------------------------------------------------
 
 
-def _pipeline(passes: str | None):
-    from hlojit.compiler.pipeline import default_pipeline, parse_pipeline
+def _pipeline(passes: str | None, stage: str):
+    from hlojit.compiler.pipeline import default_pipeline, optimizing_pipeline, parse_pipeline
 
     if passes is None:
-        return default_pipeline()
+        # What is compiled is the fused module; "optimized" stops before fusion.
+        return default_pipeline() if stage == "optimized" else optimizing_pipeline()
     try:
         return parse_pipeline(passes)
     except ValueError as e:  # an unknown pass or a malformed list; the message says which
@@ -227,7 +228,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             out.write("\n")
 
     timings: list = []
-    optimized = _pipeline(args.passes).run(
+    optimized = _pipeline(args.passes, args.stage).run(
         module, dump=dump if args.after_each_pass else None, timings=timings
     )
     if args.stage in STAGES_NATIVE:
@@ -236,6 +237,15 @@ def cmd_dump(args: argparse.Namespace) -> int:
         out.write(native_text(optimized, args.stage, optimize=False))
     elif not args.after_each_pass:
         out.write(render(optimized))
+    if args.explain_fusion:
+        from hlojit.compiler.fusion import explain_fusion
+        from hlojit.compiler.pipeline import default_pipeline
+
+        decisions = explain_fusion(default_pipeline().run(module))
+        refused = [d for d in decisions if not d.fused]
+        out.write(f"// fusion: {len(decisions) - len(refused)} fused, {len(refused)} refused\n")
+        for decision in refused:
+            out.write(f"// refused: {decision}\n")
     if args.timing:
         total = sum(t[1] for t in timings)
         sys.stderr.write(f"pass timings (total {total * 1e3:.2f} ms):\n")
@@ -336,13 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     dump.add_argument("--arg", action="append", default=[], metavar="SPEC",
                       help="an argument of FILE.py:FUNCTION as dtype[dims], e.g. f32[64,128]; once per argument")
     dump.add_argument("--stage", choices=STAGES_IR + STAGES_NATIVE, default="optimized",
-                      help="which stage to print (default: optimized; traced = parsed, for .py)")
+                      help="which stage to print (default: optimized, i.e. simplified; fused = what is compiled; "
+                           "traced = parsed, for .py)")
     dump.add_argument("--after-each-pass", action="store_true",
                       help="print the module after every pass that changed it")
     dump.add_argument("--passes", help="passes to run instead of the default pipeline, e.g. inline-calls,simplify,cse "
                       "(groups: simplify, default, fixpoint(a,b))")
     dump.add_argument("--format", choices=("text", "dot"), default="text", help="HLO text or Graphviz dot")
     dump.add_argument("--timing", action="store_true", help="print per-pass timings to stderr")
+    dump.add_argument("--explain-fusion", action="store_true",
+                      help="after the module, list every fusion the fusion pass refused, with the reason")
     dump.set_defaults(func=cmd_dump)
 
     run = sub.add_parser("run", help="run a program on given or random inputs")

@@ -271,3 +271,12 @@ def test_dump_and_run_an_onnx_model(capsys, tmp_path):
     np.savez(expected, out0=np.maximum(x, 0) + x)
     status, out, _ = run_cli(capsys, "run", str(path), "--arg", "f32[3,4]", "--inputs", str(inputs), "--check", str(expected))
     assert status == 0, out
+
+
+def test_dump_fused_stage_and_explain_fusion(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "softmax_tanh.hlo"), "--stage", "fused", "--explain-fusion")
+    assert status == 0
+    text, _, explanation = out.partition("// fusion:")
+    module = parse_module(text)
+    assert any(i.opcode.text == "fusion" for i in module.entry)
+    assert " fused, " in explanation and " refused" in explanation
