@@ -77,6 +77,9 @@ def _load_builtin_passes() -> None:
     # The pass modules import this module for `register_pass`, so they are imported lazily
     # here rather than at the top of the file.
     import hlojit.compiler.passes  # noqa: F401
+    # The fusion pass lives with its analysis in hlojit.compiler.fusion, which imports
+    # the passes package; registering it from there would be circular.
+    import hlojit.compiler.passes.fusion  # noqa: F401
 
 
 def list_passes() -> list[PassInfo]:

@@ -11,4 +11,3 @@ from . import tuple_simplifier  # noqa: F401
 from . import constant_folding  # noqa: F401
 from . import dce  # noqa: F401
 from . import cse  # noqa: F401
-from . import fusion  # noqa: F401  (last: it runs after simplification)
