@@ -59,52 +59,9 @@ def _format(seconds: float | None) -> str:
 
 
 def _models():
-    """(name, torch module, example input shape): the models of bench_onnx.py, for comparability."""
-    import torch
+    from torch_models import models  # the models of bench_onnx.py, for comparability
 
-    nn = torch.nn
-
-    class MLP(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.layers = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
-                                        nn.Linear(512, 10))
-
-        def forward(self, x):
-            return torch.softmax(self.layers(x), dim=-1)
-
-    class CNN(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            )
-            self.head = nn.Linear(64, 10)
-
-        def forward(self, x):
-            return self.head(torch.flatten(self.features(x), 1))
-
-    class TransformerBlock(nn.Module):
-        def __init__(self, width: int = 128, heads: int = 4):
-            super().__init__()
-            self.ln1 = nn.LayerNorm(width)
-            self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
-            self.ln2 = nn.LayerNorm(width)
-            self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-        def forward(self, x):
-            h = self.ln1(x)
-            x = x + self.attention(h, h, h, need_weights=False)[0]
-            return x + self.mlp(self.ln2(x))
-
-    torch.manual_seed(0)
-    return [
-        ("mlp 64x256-512-512-10", MLP().eval(), (64, 256)),
-        ("cnn 8x3x32x32", CNN().eval(), (8, 3, 32, 32)),
-        ("transformer block 4x64x128", TransformerBlock().eval(), (4, 64, 128)),
-    ]
+    return models()
 
 
 @dataclass
