@@ -128,19 +128,21 @@ def _header(document: dict[str, Any]) -> list[str]:
     env = ", ".join(f"{k}={v}" for k, v in blas.get("env_at_start", {}).items() if v) or "neither set"
     bandwidth = limits["bandwidth"]
     busy = []
-    if max(load[0], load_end[0]) > 0.5 * machine["cores"]:
-        busy = [f"**Warning: the machine was busy** (load average {max(load[0], load_end[0]):.1f} on "
-                f"{machine['cores']} cores): multi-threaded systems wait for time slices, so their times, "
+    # Only the load at the start says something about neighbours: by the end the suite's own
+    # threads are in the average too.
+    if load[0] > 0.5 * machine["cores"]:
+        busy = [f"**Warning: the machine was busy** (load average {load[0]:.1f} on {machine['cores']} cores "
+                "before the suite started): multi-threaded systems wait for time slices, so their times, "
                 "and the limits, are unreliable."]
     return busy + [
         f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}, numpy {machine['numpy']}; "
-        f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end.",
+        f"load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end (the suite's own included).",
         f"OpenBLAS core type: **{blas.get('corename')}** ({blas.get('config', blas.get('version', ''))}); "
         f"OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE at start: {env}; policy: {blas.get('env_policy')}.",
         f"Limits measured here: memory bandwidth {bandwidth['bytes_per_second'] / 1e9:.1f} GB/s "
         f"({bandwidth['best_stream']}, {bandwidth['array_bytes'] >> 20} MiB arrays); "
         f"sgemm {limits['sgemm']['flops_per_second'] / 1e9:.0f} GFLOP/s ({limits['sgemm']['n']}² float32).",
-        "Run time is the median per call after compilation and warm-up, samples taken round-robin; "
+        "Run time is the median per call after compilation and warm-up, the systems interleaved in rounds; "
         "(N×) is relative to the fastest on its row, in **bold**. The limit is the least time the hardware needs: "
         "bytes moved / bandwidth, GEMM flops / sgemm rate, or the MLP's two GEMMs timed as numpy sgemm calls.",
     ]

@@ -23,9 +23,10 @@ Method
 - Every system's result is checked against numpy's before it is timed; a wrong one is
   reported, not timed.
 - The compile time of the MLP (trace + compile through the system's ahead-of-time API where
-  it has one, else its first call less a steady-state call) is measured in fresh processes: cold with an empty compile cache, warm with the cache the cold process
-  filled.  ``import`` time is measured in fresh processes too.  Both report medians, with
-  hlojit's bytecode written first (`ensure_bytecode`), as for an installed package.
+  it has one, else its first call less a steady-state call) is measured in fresh processes:
+  cold with an empty compile cache, warm with the cache the cold process filled.  ``import``
+  time is measured in fresh processes too.  Both report medians, with hlojit's bytecode
+  written first (`ensure_bytecode`), as for an installed package.
 - OpenBLAS: unless ``--keep-openblas-env``, ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are
   removed from this process's environment before numpy loads (and so from every process it
   starts), so numpy runs the kernel OpenBLAS picks for this CPU; the header says which.
@@ -220,8 +221,10 @@ def run_workload(workload, peers, settings: Settings, limits: dict[str, Any], ov
     for entry in entries:
         if entry.key == "blas":
             continue
+        quartiles = statistics.quantiles(entry.samples, n=4) if len(entry.samples) > 1 else entry.samples * 3
         results[entry.key].update(median_seconds=statistics.median(entry.samples), samples=len(entry.samples),
-                                  calls_per_sample=entry.batch)
+                                  calls_per_sample=entry.batch,
+                                  quartile_seconds=[quartiles[0], quartiles[2]])  # the spread, for judging noise
     blas_seconds = next((statistics.median(e.samples) for e in entries if e.key == "blas"), None)
     limit = workload_limit(workload, inputs, expected, limits, blas_seconds)
     _add_ratios(results, limit)

@@ -80,6 +80,8 @@ def _trace_python_function(file: Path, function_name: str, arg_specs: Sequence[s
         raise CliError(f"{file}: no such file")
     spec = importlib.util.spec_from_file_location(f"_hlojit_cli_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as a normal import would be: dataclasses and pickling look it up.
+    sys.modules[spec.name] = module
     sys.path.insert(0, str(file.parent.resolve()))  # the file's own sibling imports work
     try:
         spec.loader.exec_module(module)

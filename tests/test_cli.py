@@ -178,7 +178,15 @@ def test_python_dash_m_is_the_same_command():
     assert "dce" in result.stdout
 
 
-SOFTMAX_SOURCE = """import numpy as np
+SOFTMAX_SOURCE = """import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Config:  # a dataclass needs its module in sys.modules while the file runs
+    axis: int = -1
+
 
 def softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
