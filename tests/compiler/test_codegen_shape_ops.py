@@ -275,9 +275,10 @@ ENTRY main {{
     check(text, [x], rtol=2e-2)
 
 
-def test_variadic_reduce_argmax():
-    text = """HloModule argmax
-argmax {
+def argmax_module(rows: int, cols: int) -> str:
+    """JAX's argmax: a variadic reduce of (value, iota) whose ties go to the lower index."""
+    return f"""HloModule argmax
+argmax {{
   v0 = f32[] parameter(0)
   i0 = s32[] parameter(1)
   v1 = f32[] parameter(2)
@@ -290,17 +291,20 @@ argmax {
   v = f32[] select(keep, v0, v1)
   i = s32[] select(keep, i0, i1)
   ROOT r = (f32[], s32[]) tuple(v, i)
-}
-ENTRY main {
-  x = f32[6,9] parameter(0)
-  idx = s32[6,9] iota(), iota_dimension=1
+}}
+ENTRY main {{
+  x = f32[{rows},{cols}] parameter(0)
+  idx = s32[{rows},{cols}] iota(), iota_dimension=1
   ninf = f32[] constant(-inf)
   zero = s32[] constant(0)
-  ROOT r = (f32[6], s32[6]) reduce(x, idx, ninf, zero), dimensions={1}, to_apply=argmax
-}"""
+  ROOT r = (f32[{rows}], s32[{rows}]) reduce(x, idx, ninf, zero), dimensions={{1}}, to_apply=argmax
+}}"""
+
+
+def test_variadic_reduce_argmax():
     x = values(DType.F32, (6, 9), 14)
     x[2, 3] = x[2, 7] = 100.0  # a tie: the lower index wins
-    got = check(text, [x])
+    got = check(argmax_module(6, 9), [x])
     np.testing.assert_array_equal(got[1], np.argmax(x, axis=1))
 
 
@@ -372,29 +376,7 @@ ENTRY main {{
 
 
 def test_variadic_argmax_over_long_rows_keeps_first_maximum():
-    text = """HloModule argmax_long
-argmax {
-  v0 = f32[] parameter(0)
-  i0 = s32[] parameter(1)
-  v1 = f32[] parameter(2)
-  i1 = s32[] parameter(3)
-  gt = pred[] compare(v0, v1), direction=GT
-  eq = pred[] compare(v0, v1), direction=EQ
-  lt = pred[] compare(i0, i1), direction=LT
-  tie = pred[] and(eq, lt)
-  keep = pred[] or(gt, tie)
-  v = f32[] select(keep, v0, v1)
-  i = s32[] select(keep, i0, i1)
-  ROOT r = (f32[], s32[]) tuple(v, i)
-}
-ENTRY main {
-  x = f32[5,301] parameter(0)
-  idx = s32[5,301] iota(), iota_dimension=1
-  ninf = f32[] constant(-inf)
-  zero = s32[] constant(0)
-  ROOT r = (f32[5], s32[5]) reduce(x, idx, ninf, zero), dimensions={1}, to_apply=argmax
-}"""
     x = np.round(values(DType.F32, (5, 301), 20), 1)  # many ties
     x[1, 250] = x[1, 17] = 99.0
-    got = check(text, [x])
+    got = check(argmax_module(5, 301), [x])
     np.testing.assert_array_equal(got[1], np.argmax(x, axis=1))
