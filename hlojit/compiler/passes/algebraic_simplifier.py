@@ -443,30 +443,9 @@ def slice_of_scalar_broadcast(instr: Instruction, ctx: Context) -> Rewrite:
     return rearranged_scalar_broadcast(instr, ctx)
 
 
-@rule(Opcode.TRANSPOSE)
-def identity_transpose(instr: Instruction, ctx: Context) -> Rewrite:
-    """transpose(x, {0,1,..}) -> x."""
-    (operand,) = instr.operands
-    permutation = tuple(instr.attr("dimensions"))
-    if permutation == tuple(range(len(permutation))) and ctx.get(operand).shape == instr.shape:
-        return operand
-    return None
-
-
-@rule(Opcode.TRANSPOSE)
-def transpose_of_transpose(instr: Instruction, ctx: Context) -> Rewrite:
-    """transpose(transpose(x, p1), p2) -> transpose(x, q) with q[i] = p1[p2[i]]."""
-    inner = ctx.operand(instr, 0)
-    if inner.opcode is not Opcode.TRANSPOSE:
-        return None
-    outer_perm, inner_perm = instr.attr("dimensions"), inner.attr("dimensions")
-    composed = tuple(inner_perm[d] for d in outer_perm)
-    return _result(instr, Opcode.TRANSPOSE, inner.operands, instr.attrs.replace(dimensions=composed))
-
-
-@rule(Opcode.BROADCAST)
-def identity_broadcast(instr: Instruction, ctx: Context) -> Rewrite:
-    """broadcast(x) with dimensions={0,1,..} to x's own shape -> x."""
+@rule(Opcode.TRANSPOSE, Opcode.BROADCAST)
+def identity_dimensions(instr: Instruction, ctx: Context) -> Rewrite:
+    """transpose(x, {0,1,..}) or broadcast(x, {0,1,..}) to x's own shape -> x."""
     (operand,) = instr.operands
     dims = tuple(instr.attr("dimensions"))
     if dims == tuple(range(len(dims))) and ctx.get(operand).shape == instr.shape:
@@ -474,15 +453,26 @@ def identity_broadcast(instr: Instruction, ctx: Context) -> Rewrite:
     return None
 
 
+def _nested(instr: Instruction, ctx: Context, compose: Callable[[tuple, tuple], tuple]) -> Rewrite:
+    """op(op(x, inner), outer) -> op(x, compose(outer, inner)) for an op whose only attribute that
+    matters here is `dimensions` (transpose, broadcast)."""
+    inner = ctx.operand(instr, 0)
+    if inner.opcode is not instr.opcode:
+        return None
+    composed = compose(tuple(instr.attr("dimensions")), tuple(inner.attr("dimensions")))
+    return _result(instr, instr.opcode, inner.operands, instr.attrs.replace(dimensions=composed))
+
+
+@rule(Opcode.TRANSPOSE)
+def transpose_of_transpose(instr: Instruction, ctx: Context) -> Rewrite:
+    """transpose(transpose(x, p1), p2) -> transpose(x, q) with q[i] = p1[p2[i]]."""
+    return _nested(instr, ctx, lambda outer, inner: tuple(inner[d] for d in outer))
+
+
 @rule(Opcode.BROADCAST)
 def broadcast_of_broadcast(instr: Instruction, ctx: Context) -> Rewrite:
     """broadcast(broadcast(x, d1), d2) -> broadcast(x, d) with d[i] = d2[d1[i]]."""
-    inner = ctx.operand(instr, 0)
-    if inner.opcode is not Opcode.BROADCAST:
-        return None
-    outer_dims, inner_dims = instr.attr("dimensions"), inner.attr("dimensions")
-    composed = tuple(outer_dims[d] for d in inner_dims)
-    return _result(instr, Opcode.BROADCAST, inner.operands, instr.attrs.replace(dimensions=composed))
+    return _nested(instr, ctx, lambda outer, inner: tuple(outer[d] for d in inner))
 
 
 @rule(Opcode.SLICE)
