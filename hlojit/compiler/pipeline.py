@@ -18,7 +18,7 @@ module before and after each pass to a dump callback.
 
 `default_pipeline()` is the simplification pipeline, in the spirit of step 1
 of XLA's CPU pipeline (DESIGN.md section 3); `optimizing_pipeline()` adds
-fusion (step 3) after it. `parse_pipeline("a,b,...")`
+layout assignment (step 2) and fusion (step 3) after it. `parse_pipeline("a,b,...")`
 builds a pipeline from the text a `--passes` flag takes.
 """
 
@@ -296,12 +296,12 @@ def default_pipeline() -> Pipeline:
 
 
 def optimizing_pipeline() -> Pipeline:
-    """The default pipeline's simplification, then fusion (step 3 of XLA's CPU pipeline).
+    """The default pipeline's simplification, layout assignment, then fusion (steps 1-3 of XLA's CPU pipeline).
 
-    Layout assignment will go between the two once it exists. The output is
-    what codegen should compile: fusions are single loop nests.
+    The output is what codegen should compile: every instruction has its
+    physical layout (free transposes are bitcasts) and fusions are single loop nests.
     """
-    return Pipeline([*default_pipeline().stages, "fusion"], name="optimizing")
+    return Pipeline([*default_pipeline().stages, "layout-assignment", "fusion"], name="optimizing")
 
 
 # Named groups `parse_pipeline` understands besides pass names.

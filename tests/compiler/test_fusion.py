@@ -594,8 +594,9 @@ ENTRY main {
 # --- the pass in the pipeline ------------------------------------------------------------------------
 
 
-def test_optimizing_pipeline_is_the_default_pipeline_then_fusion():
-    assert optimizing_pipeline().pass_names() == [*default_pipeline().pass_names(), "fusion"]
+def test_optimizing_pipeline_is_the_default_pipeline_then_layouts_then_fusion():
+    expected = [*default_pipeline().pass_names(), "layout-assignment", "fusion"]
+    assert optimizing_pipeline().pass_names() == expected
     assert str(parse_pipeline("optimizing")) == str(optimizing_pipeline())
 
 

@@ -11,3 +11,4 @@ from . import tuple_simplifier  # noqa: F401
 from . import constant_folding  # noqa: F401
 from . import dce  # noqa: F401
 from . import cse  # noqa: F401
+from . import layout_assignment  # noqa: F401
