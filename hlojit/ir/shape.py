@@ -149,6 +149,29 @@ class TupleShape:
 Shape = Union[ArrayShape, TupleShape]
 
 
+def bitcast_permutation(operand: ArrayShape, output: ArrayShape) -> tuple[int | None, ...] | None:
+    """Read a bitcast from `operand` to `output` as a transpose, if it is one.
+
+    A bitcast keeps the physical element order. When both shapes list the
+    same sizes in physical (major-to-minor) order once size-1 dimensions are
+    dropped, element `i` of the output is the operand element whose
+    dimension at each physical position takes the index of the output
+    dimension at that position: a permutation. The result gives, for every
+    operand dimension, the output dimension indexing it (None for a size-1
+    dimension, always at 0); None when the bitcast regroups dimensions.
+    """
+    def significant(shape: ArrayShape) -> list[int]:
+        return [d for d in reversed(shape.layout) if shape.dims[d] != 1]
+
+    operand_dims, output_dims = significant(operand), significant(output)
+    if [operand.dims[d] for d in operand_dims] != [output.dims[d] for d in output_dims]:
+        return None
+    mapping: list[int | None] = [None] * operand.rank
+    for operand_dim, output_dim in zip(operand_dims, output_dims):
+        mapping[operand_dim] = output_dim
+    return tuple(mapping)
+
+
 def scalar(dtype: DType) -> ArrayShape:
     return ArrayShape(dtype, ())
 

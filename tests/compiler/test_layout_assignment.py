@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from hlojit.ir.interpreter import evaluate
 from hlojit.ir.module import Module
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.parser import parse_module
-from hlojit.ir.shape import array
+from hlojit.ir.shape import array, bitcast_permutation
 from hlojit.ir.verifier import verify
 from tests.conftest import assert_matches_xla, corpus_io, corpus_text, flatten_result
 from tests.filecheck import filecheck
@@ -61,7 +62,7 @@ def _disposition(module: Module, name: str) -> Disposition:
     return plan.plan((), name).disposition
 
 
-def test_transpose_feeding_elementwise_becomes_a_free_view():
+def test_transpose_feeding_elementwise_becomes_a_free_bitcast():
     text = """HloModule m
 
 ENTRY main {
@@ -71,19 +72,20 @@ ENTRY main {
 }
 """
     result = assign(text)
-    # The transpose takes x's physical order, so it moves no bytes; it keeps its opcode because
-    # the exponential reads it element by element (see the pass docstring: a bitcast's element
-    # generator delinearizes every index).
+    # The transpose takes x's physical order, so it moves no bytes and becomes a bitcast; a
+    # bitcast that only permutes dimensions is indexed exactly, like the transpose it was.
     filecheck(str(result), """
         CHECK-LABEL: ENTRY main
         CHECK:       x = f32[4,8]{1,0} parameter(0)
-        CHECK-NEXT:  t = f32[8,4]{0,1} transpose(x), dimensions={1,0}
+        CHECK-NEXT:  t = f32[8,4]{0,1} bitcast(x)
         CHECK-NEXT:  ROOT e = f32[8,4]{1,0} exponential(t)
         CHECK-NOT:   copy
     """)
     assert _disposition(parse_module(text), "t") is Disposition.LAZY
     assert _disposition(result, "t") is Disposition.VIEW
     assert_same_values(parse_module(text), result, random_inputs(result))
+    fused = get_pass("fusion")(result)
+    assert kernel_count(fused) == 1
 
 
 def test_transpose_taken_whole_becomes_bitcast():
@@ -164,7 +166,7 @@ ENTRY main {
     result = assign(text)
     filecheck(str(result), """
         CHECK:       e = f32[8,4]{1,0} exponential(x)
-        CHECK-NEXT:  ROOT t = f32[4,8]{0,1} transpose(e), dimensions={1,0}
+        CHECK-NEXT:  ROOT t = f32[4,8]{0,1} bitcast(e)
     """)
     assert result.entry.root.shape == result.program_shape.result
     # Without layouts the fusion writes row-major and a copy transposes it into the result.
@@ -456,11 +458,11 @@ ENTRY main {
   ROOT d = f32[32,16]{1,0} dot(t, w), lhs_contracting_dims={1}, rhs_contracting_dims={0}
 }
 """
-    # No bitcast: fusion makes the transpose the root of a loop over the exponential, and a
-    # transpose (unlike a bitcast) is composed by permuting indices.
+    # Fusion makes the bitcast the root of a loop over the exponential; a bitcast that only
+    # permutes dimensions is composed by permuting indices, like a transpose.
     filecheck(str(assign(text)), """
         CHECK:      e = f32[64,32]{1,0} exponential(x)
-        CHECK-NEXT: t = f32[32,64]{0,1} transpose(e), dimensions={1,0}
+        CHECK-NEXT: t = f32[32,64]{0,1} bitcast(e)
     """)
     fused = optimizing_pipeline().run(parse_module(text))
     by_name = fused.entry.by_name
@@ -471,3 +473,32 @@ ENTRY main {
     assert [k.what for k in module_kernels(fused)] == ["fusion(kLoop)", "dot"]
     x, w = random_inputs(fused)
     np.testing.assert_allclose(compile_hlo(text)(x, w), np.exp(x).T @ w, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("operand, output, expected", [
+    (array("f32", (4, 8)), array("f32", (8, 4), (0, 1)), (1, 0)),        # a transpose
+    (array("f32", (2, 1, 3)), array("f32", (3, 2), (0, 1)), (1, None, 0)),  # and drops a size-1 dim
+    (array("f32", (4, 8)), array("f32", (32,)), None),                  # regroups: no permutation
+    (array("f32", (4, 8)), array("f32", (4, 8)), (0, 1)),                # the identity
+])
+def test_bitcast_permutation_reads_a_bitcast_as_a_transpose_when_it_is_one(operand, output, expected):
+    assert bitcast_permutation(operand, output) == expected
+
+
+@pytest.mark.parametrize("output_layout", ["{0,1,2}", "{1,2,0}", "{2,0,1}"])
+def test_permuting_bitcasts_compile_to_the_interpreters_values(output_layout):
+    # The bitcast below reinterprets x's bytes; with a permuting layout it is a transpose, which
+    # codegen composes without delinearizing (`bitcast_permutation`).
+    dims = {"{0,1,2}": "5,3,2", "{1,2,0}": "3,2,5", "{2,0,1}": "2,5,3"}[output_layout]
+    text = f"""HloModule m
+
+ENTRY main {{
+  x = f32[2,3,5]{{2,1,0}} parameter(0)
+  b = f32[{dims}]{output_layout} bitcast(x)
+  ROOT n = f32[{dims}]{{2,1,0}} negate(b)
+}}
+"""
+    module = parse_module(text)
+    x = np.arange(30, dtype=np.float32).reshape(2, 3, 5)
+    np.testing.assert_array_equal(compile_hlo(text, optimize=False)(x), evaluate(module, [x]))
+    np.testing.assert_array_equal(compile_hlo(text)(x), evaluate(module, [x]))

@@ -20,7 +20,7 @@ import llvmlite.ir as ir
 
 from hlojit.ir.dtypes import DType
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import ArrayShape
+from hlojit.ir.shape import ArrayShape, bitcast_permutation
 
 from . import arith
 from . import types as T
@@ -291,6 +291,14 @@ def bitcast_generator(ctx: ElementalContext) -> ElementGenerator:
     if output_shape.size == 0:
         zero = T.constant(output_shape.dtype, 0)
         return lambda builder, index: zero
+    permutation = bitcast_permutation(operand_shape, output_shape)
+    if permutation is not None:
+        # A transpose in disguise: index the operand directly, with no division per element.
+        def transposed(builder: ir.IRBuilder, index: Index) -> ir.Value:
+            zero = T.index_constant(0)
+            return operand(builder, tuple(zero if d is None else index[d] for d in permutation))
+
+        return transposed
     output_strides = element_strides(output_shape)
     operand_physical_dims = [operand_shape.dims[d] for d in reversed(operand_shape.layout)]
 

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from hlojit.ir.module import Instruction
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import Shape
+from hlojit.ir.shape import Shape, bitcast_permutation
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,10 @@ def operand_indexing(user: Instruction, operand: int, operand_shape: Shape, user
         for out_dim, in_dim in enumerate(permutation):
             result[in_dim] = user_indexing[out_dim]
         return _with_units(dims, result)
+    if opcode is Opcode.BITCAST:
+        permutation = bitcast_permutation(operand_shape, user.shape)
+        if permutation is not None:
+            return _with_units(dims, [UNIT if d is None else user_indexing[d] for d in permutation])
     if opcode is Opcode.RESHAPE:
         return _with_units(dims, _reshape_indexing(dims, array_dims(user.shape), user_indexing))
     if opcode in (Opcode.SLICE, Opcode.PAD):
@@ -139,7 +143,7 @@ def operand_indexing(user: Instruction, operand: int, operand_shape: Shape, user
             for d in range(rank)
         ]
         return _with_units(dims, result)
-    # gather, bitcast (physical reinterpretation) and anything else: every dimension may depend on
+    # gather, a bitcast that regroups dimensions, and anything else: every dimension may depend on
     # every loop variable of the user.
     return _with_units(dims, [everything] * rank)
 

@@ -26,25 +26,25 @@ Propagation (users before producers, then producers before users):
    whose users all read any layout takes the layout that makes it move no
    bytes (a *view*); other instructions take their wanted layout, else
    row-major;
-3. rewrite: views of buffers that users take whole become `bitcast`
-   (codegen emits nothing for them: see `is_view` in
-   hlojit/compiler/buffers.py; other views keep their opcode, see below),
-   and a `copy` to the required layout is inserted once per (value, layout)
-   wherever a constraint is not met, shared by all users that need it.
+3. rewrite: views become `bitcast` (codegen emits nothing for them: see
+   `is_view` in hlojit/compiler/buffers.py) where that costs nothing, see
+   below, and a `copy` to the required layout is inserted once per (value,
+   layout) wherever a constraint is not met, shared by all users that need it.
 
 Elementwise ops never constrain their operands, so a transpose feeding one
 takes the layout that makes it a view: codegen emits nothing for it when its
-operand is in memory, and the element loop reads the operand strided. Such a
-view becomes a `bitcast` only when its operand is a buffer whatever fusion
-does (a parameter, an array constant, an op emitter's output) and every user
-takes it whole (a dot, an op emitter, a tuple). Anything else would compose
-the bitcast per element - as the root of a fusion over its producer, or
-inside its consumer's loop - and a bitcast's element generator costs a
-div/mod per dimension and hides its indexing from fusion, where a
-transpose's generator just permutes indices (exp of a fused transposing
-bitcast measured 4.7x slower than of the same transpose). A transpose of a
-parameter feeding a dot becomes a bitcast laid out column-major, which the
-BLAS dot takes in place with a transpose flag (`dot_blas.dot_plan`) instead
+operand is in memory, and the element loop reads the operand strided. A view
+that only permutes dimensions (a transpose, or a reshape that adds or drops
+size-1 dimensions) always becomes a `bitcast`: codegen and fusion read such a
+bitcast as the permutation it is (`hlojit.ir.shape.bitcast_permutation`). A
+view that regroups dimensions becomes a `bitcast` only when its operand is a
+buffer whatever fusion does (a parameter, an array constant, an op emitter's
+output) and every user takes it whole (a dot, an op emitter, a tuple):
+composed per element, a regrouping bitcast costs a div/mod per dimension and
+hides its indexing from fusion, where a reshape maps indices group by group.
+
+A transpose of a parameter feeding a dot becomes a bitcast laid out
+column-major, which the BLAS dot takes in place with a transpose flag (`dot_blas.dot_plan`) instead
 of first copying the lazy transpose to scratch; a transpose of a fusible
 producer feeding a dot gets the same column-major layout, so the fused loop
 writes it in its producer's order and BLAS again takes it with a flag.
@@ -61,7 +61,7 @@ from typing import Callable, Sequence
 from hlojit.ir.attributes import Attrs
 from hlojit.ir.module import Computation, Instruction, Module
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import ArrayShape, Shape, TupleShape, default_layout
+from hlojit.ir.shape import ArrayShape, Shape, TupleShape, bitcast_permutation, default_layout
 
 from ..pipeline import register_pass
 from .rewrite import module_instruction_names, unique_name
@@ -333,20 +333,26 @@ class _EntryAssignment:
     # -- 3. rewrite: bitcasts for views, copies where constraints are not met ---------------------
 
     def _becomes_bitcast(self, instr: Instruction) -> bool:
-        """Whether view `instr` is rewritten to a bitcast: its operand is a buffer and its users take it whole."""
-        return instr.name in self.views and self._consumed_whole(instr) and self._operand_in_memory(instr)
+        """Whether view `instr` is rewritten to a bitcast: it only permutes dimensions, or its operand
+        is a buffer and its users take it whole."""
+        if instr.name not in self.views:
+            return False
+        # A view that only permutes dimensions is indexed exactly by fusion and codegen whatever
+        # it is fused with (`bitcast_permutation`); one that regroups dimensions is not.
+        if bitcast_permutation(self.shapes[instr.operands[0]], self.shapes[instr.name]) is not None:
+            return True
+        return self._consumed_whole(instr) and self._operand_in_memory(instr)
 
     def _consumed_whole(self, instr: Instruction) -> bool:
         """Whether every user of `instr` takes its value as a buffer rather than element by element.
 
         Users that compose their operands per element (elementwise ops, index
-        ops, reductions: what fusion puts in one loop) read a bitcast through
-        its element generator, which delinearizes every index (a div/mod per
-        dimension), and fusion cannot see through it (its indexing of a bitcast
-        is opaque), where a transpose's generator permutes indices and a
-        reshape's maps them group by group. So for those users the view keeps
-        its opcode: with the view layout, codegen still emits nothing for it
-        when its operand is in memory (`buffers.is_view`).
+        ops, reductions: what fusion puts in one loop) would read a regrouping
+        bitcast through its element generator, which delinearizes every index
+        (a div/mod per dimension), and fusion cannot see through it, where a
+        reshape maps indices group by group. So for those users such a view
+        keeps its opcode: with the view layout, codegen still emits nothing for
+        it when its operand is in memory (`buffers.is_view`).
         """
         users = self.users.get(instr.name, ())
         if not users and instr.name != self.computation.root_name:
