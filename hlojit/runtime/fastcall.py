@@ -1,10 +1,10 @@
-"""The fast call path: a JIT-compiled ``METH_FASTCALL`` function per executable.
+"""The fast call path: a JIT-compiled ``METH_FASTCALL | METH_KEYWORDS`` function per executable.
 
 Calling native code through ctypes costs microseconds: every argument is
 validated in Python, every pointer boxed.  Instead, each executable's LLVM
-module also gets a small wrapper function with CPython's FASTCALL signature::
+module also gets a small wrapper function with CPython's FASTCALL-with-keywords signature::
 
-    PyObject *hlojit_fastcall(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+    PyObject *hlojit_fastcall(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 
 specialised for that executable's parameters.  It reads the ndarray structs
 directly and accepts an argument only when it is exactly what the entry
@@ -15,15 +15,24 @@ the parameter's layout and aligned.  Then it allocates the results with
 native entry (usually inlined, since both live in one LLVM module) and
 returns the array or nested tuple.  Anything else - a wrong count, a Python
 or numpy scalar, a list, another dtype, a strided or unaligned view, a
-subclass - is handed, untouched, to the executable's validating Python path
-(``self[0]``), which converts or raises the precise error.  So the wrapper
+subclass - is handed, untouched, to the function's fallback ``slow_call``
+(``self[0]``; for an executable, its validating Python path, which converts
+or raises the precise error).  So the wrapper
 can never read garbage: it reads a field only after the checks that make
 the field meaningful (a type check before any ndarray field, a rank check
 before the dimension vector).
 
 ``self`` is a tuple owned by the function object::
 
-    (slow_call, report_failure, state, method_def, keepalive)
+    (slow_call, report_failure, state, method_def, keepalive, keyword_call)
+
+A call with keyword arguments is forwarded, untouched, to ``keyword_call``
+(a vectorcall with the same ``kwnames``); an executable's functions refuse
+keywords there, while `hlojit.jit` forwards them to its dispatcher.  The
+fallbacks are data, not code: `with_fallback` makes another function object
+over the same compiled wrapper with other fallbacks, which is how a jitted
+function chains the wrappers of its specializations (each one's
+``slow_call`` is the next, the last one's is the Python dispatcher).
 
 ``state`` is a byte array holding a busy flag and the executable's shared
 scratch arena (64-byte aligned, past a 64-byte header).  With the GIL held
@@ -67,13 +76,14 @@ __all__ = [
     "register_runtime_symbols",
     "releases_gil",
     "supports",
+    "with_fallback",
     "wrapper_ir",
 ]
 
 #: Name of the wrapper function in a library's object code.
 WRAPPER_SYMBOL = "hlojit_fastcall"
 #: Bump whenever the generated wrapper changes meaning (it is part of the compilation cache key).
-WRAPPER_ABI_VERSION = 1
+WRAPPER_ABI_VERSION = 2  # 2: METH_KEYWORDS (a kwnames parameter) and the keyword_call bundle item
 #: Calls moving at least this much argument + result data release the GIL around the native entry.
 #: Releasing and re-taking it costs ~0.1 us alone and up to a switch interval (5 ms) when other
 #: threads want it, so only calls that run for tens of microseconds (~64 KiB of memory traffic) do.
@@ -81,6 +91,8 @@ GIL_RELEASE_MIN_BYTES = 64 * 1024
 ARENA_ALIGNMENT = 64
 _STATE_HEADER = 64  # bytes before the arena: the busy flag (i64) and padding
 _METH_FASTCALL = 0x0080
+_METH_KEYWORDS = 0x0002
+_BUNDLE_SIZE = 6  # the items of the `self` tuple; see the module docstring
 
 # CPython API functions the wrapper calls: name -> (return type, argument types).
 _I8, _I32, _I64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -198,10 +210,11 @@ class _WrapperBuilder:
         self.entry = self._declare(entry_name, _I32, (_PTR, _PTR, _PTR))
         self.ndarray_type = self._external_object(_runtime_symbol(_NDARRAY_TYPE))
         self.descriptors: dict[DType, ir.GlobalVariable] = {}
-        self.function = ir.Function(self.module, ir.FunctionType(_PTR, [_PTR, _PTR, _I64]), WRAPPER_SYMBOL)
-        self.self_tuple, self.args, self.nargs = self.function.args
+        self.function = ir.Function(self.module, ir.FunctionType(_PTR, [_PTR, _PTR, _I64, _PTR]), WRAPPER_SYMBOL)
+        self.self_tuple, self.args, self.nargs, self.kwnames = self.function.args
         self.builder = ir.IRBuilder(self.function.append_basic_block("entry"))
         self.slow_block = self.function.append_basic_block("slow_path")
+        self.keyword_block = self.function.append_basic_block("keyword_path")
         self._busy_flag: ir.Value | None = None
 
     # --- declarations --------------------------------------------------------------------------------
@@ -271,6 +284,9 @@ class _WrapperBuilder:
         # Static allocas, in the entry block, so they cost nothing and SROA can split them.
         params = b.alloca(_PTR, size=ir.Constant(_I64, max(len(self.parameter_shapes), 1)), name="params")
         results = b.alloca(_PTR, size=ir.Constant(_I64, max(len(self.result_shapes), 1)), name="results")
+        no_keywords = self.function.append_basic_block("no_keywords")
+        b.cbranch(b.icmp_unsigned("==", self.kwnames, ir.Constant(_PTR, None)), no_keywords, self.keyword_block)
+        b.position_at_end(no_keywords)
         self._require(b.icmp_signed("==", self.nargs, ir.Constant(_I64, len(self.parameter_shapes))), "nargs")
         for index, shape in enumerate(self.parameter_shapes):
             data = self._checked_parameter(index, shape)
@@ -297,9 +313,15 @@ class _WrapperBuilder:
         return str(self.module)
 
     def _emit_slow_path(self) -> None:
+        """The two fallbacks: positional arguments the checks refuse, and any call with keywords."""
         with self.builder.goto_block(self.slow_block):
             slow_call = self._self_item(0, "slow_call")
             result = self._call("PyObject_Vectorcall", slow_call, self.args, self.nargs, ir.Constant(_PTR, None))
+            self.builder.ret(result)
+        with self.builder.goto_block(self.keyword_block):
+            keyword_call = self._self_item(5, "keyword_call")
+            # `args` holds nargs positional values followed by one value per name in kwnames.
+            result = self._call("PyObject_Vectorcall", keyword_call, self.args, self.nargs, self.kwnames)
             self.builder.ret(result)
 
     def _checked_parameter(self, index: int, shape: ArrayShape) -> ir.Value:
@@ -521,6 +543,17 @@ def new_call_state(scratch_size: int) -> np.ndarray | None:
     return np.zeros(_STATE_HEADER + ARENA_ALIGNMENT + scratch_size, np.uint8)
 
 
+def _keyword_refusal(name: str, slow_call: Callable[..., Any]) -> Callable[..., Any]:
+    """The default `keyword_call`: CPython's own error for a function that takes no keywords."""
+
+    def refuse_keywords(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError(f"{name}() takes no keyword arguments")
+        return slow_call(*args)  # an empty kwnames tuple: a positional call after all
+
+    return refuse_keywords
+
+
 def make_fast_function(
     address: int,
     name: str,
@@ -528,15 +561,52 @@ def make_fast_function(
     report_failure: Callable[[int], Any],
     state: np.ndarray | None,
     keepalive: Any,
+    keyword_call: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """A builtin function object calling the wrapper at `address`.
 
-    `slow_call(*args)` handles every call the wrapper does not accept;
-    `report_failure(status)` must raise for a non-zero entry status; `state`
-    comes from `new_call_state` (functions over one executable may share it).
+    `slow_call(*args)` handles every positional call the wrapper does not
+    accept; `keyword_call(*args, **kwargs)` every call with keyword arguments
+    (by default a TypeError: the function takes none); `report_failure(status)`
+    must raise for a non-zero entry status; `state` comes from
+    `new_call_state` (functions over one executable may share it).
     `keepalive` (the library owning the code) lives as long as the function.
     """
-    method_def = _MethodDef(name.encode("utf-8", "replace"), address, _METH_FASTCALL, None)
+    method_def = _MethodDef(name.encode("utf-8", "replace"), address, _METH_FASTCALL | _METH_KEYWORDS, None)
+    if keyword_call is None:
+        keyword_call = _keyword_refusal(name, slow_call)
     # The layout of this tuple is read by the wrapper: keep it in sync with _WrapperBuilder._self_item.
-    bundle = (slow_call, report_failure, state, method_def, keepalive)
+    bundle = (slow_call, report_failure, state, method_def, keepalive, keyword_call)
+    return _new_function(ctypes.addressof(method_def), bundle, None)
+
+
+def _bundle_of(function: Any) -> tuple:
+    """The `self` tuple of a function made by `make_fast_function` (TypeError for anything else)."""
+    bundle = getattr(function, "__self__", None)
+    if not (type(function) is _BUILTIN_FUNCTION and type(bundle) is tuple and len(bundle) == _BUNDLE_SIZE
+            and isinstance(bundle[3], _MethodDef)):
+        raise TypeError(f"not a fast call function: {function!r:.80}")
+    return bundle
+
+
+_BUILTIN_FUNCTION = type(len)
+
+
+def with_fallback(
+    function: Callable[..., Any],
+    slow_call: Callable[..., Any],
+    keyword_call: Callable[..., Any] | None = None,
+) -> Callable[..., Any]:
+    """Another function object over `function`'s wrapper (and scratch state), with other fallbacks.
+
+    Calls the wrapper accepts run exactly as through `function`; positional
+    calls it refuses go to `slow_call(*args)`, calls with keywords to
+    `keyword_call(*args, **kwargs)` (by default refused, as by
+    `make_fast_function`). `function` must come from `make_fast_function`
+    (or from this function); it is not modified.
+    """
+    _, report_failure, state, method_def, keepalive, _ = _bundle_of(function)
+    if keyword_call is None:
+        keyword_call = _keyword_refusal(method_def.ml_name.decode("utf-8", "replace"), slow_call)
+    bundle = (slow_call, report_failure, state, method_def, keepalive, keyword_call)
     return _new_function(ctypes.addressof(method_def), bundle, None)

@@ -18,6 +18,24 @@ Staged use, as in JAX:
     print(lowered.as_text())             # the traced HLO module
     compiled = lowered.compile()         # the executable, callable like predict
 
+The call path. A call first tries the compiled specializations' native
+wrappers (`hlojit.runtime.fastcall`), newest first, up to
+`MAX_CHAINED_SPECIALIZATIONS` of them: each accepts only exact, dense,
+aligned ndarrays of its parameters' dtypes and shapes, allocates the results
+and runs the code, with no Python in between (well under a microsecond).
+Only specializations keyed on plain positional arrays, with no static or
+donated arguments, whose result is one array or a flat tuple of arrays, are
+chained: for them, arguments the wrapper accepts have exactly that
+signature, so a wrapper can never run code made for another one. Anything
+a wrapper refuses (another shape or dtype, a view, a Python scalar, a
+tracer, keyword arguments) reaches the Python dispatcher, which computes the
+signature, traces and compiles if needed (once, under a lock, however many
+threads ask), runs the specialization, or raises a clear error.
+`slow_path_count`, `trace_count` and `compile_count` count what each jit
+object did. Inside another trace, a call with tracers is traced inline; one
+with only concrete arrays may run compiled code, whose result is then a
+constant of the outer trace, as any numpy computation on constants is.
+
 Compile logging (`hlojit.tracing.config.log_compiles`, the HLOJIT_LOG_COMPILES
 environment variable, or `jit(..., log_compiles=True)`) reports each
 compilation and why it happened, e.g.
@@ -29,6 +47,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import operator
 import re
 import threading
 import time
@@ -54,6 +73,11 @@ logger = logging.getLogger("hlojit")
 
 # jit's own options; every other keyword goes to the compiler.
 _JIT_OPTIONS = ("log_compiles",)
+
+#: How many specializations' native wrappers a call tries before the Python dispatcher. Each one
+#: that refuses the arguments costs ~20 ns, so this bounds what a call with, e.g., a Python scalar
+#: or a tracer pays before it reaches the dispatcher; more specializations than this still work.
+MAX_CHAINED_SPECIALIZATIONS = 4
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -101,7 +125,10 @@ def _leaf_aval(function_name: str, path: str, leaf: Any) -> AbstractValue:
         if leaf.dtype not in _SUPPORTED_DTYPES:
             check_supported_dtype(leaf.dtype, f"argument '{path}' of {function_name}")
             _SUPPORTED_DTYPES.add(leaf.dtype)
-        return AbstractValue.trusted(leaf.shape, leaf.dtype)
+        dtype = leaf.dtype
+        if not dtype.isnative:  # byte-swapped data has the signature of native data; `_run` converts it
+            dtype = dtype.newbyteorder("=")
+        return AbstractValue.trusted(leaf.shape, dtype)
     if isinstance(leaf, Tracer):
         return leaf.aval
     if isinstance(leaf, ShapeDtype):
@@ -215,17 +242,26 @@ def compile_reason(existing: Iterable[Specialization], signature: _Signature, pa
 
 # --- the cache shared by every jit of one function -----------------------------------------------------
 
-_CACHES: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+class _SharedCache:
+    """The specializations of one function with one set of options, and the lock that makes tracing
+    them happen once (reentrant: user code being traced may lower other functions)."""
+
+    def __init__(self) -> None:
+        self.specializations: dict[_Signature, Specialization] = {}
+        self.lock = threading.RLock()
+
+
+_CACHES: "weakref.WeakKeyDictionary[Any, dict[Any, _SharedCache]]" = weakref.WeakKeyDictionary()
 _CACHES_LOCK = threading.Lock()
 
 
-def _shared_cache(fun: Callable[..., Any], options_key: Any) -> dict[_Signature, Specialization]:
+def _shared_cache(fun: Callable[..., Any], options_key: Any) -> _SharedCache:
     with _CACHES_LOCK:
         try:
             per_function = _CACHES.setdefault(fun, {})
         except TypeError:  # not weak-referenceable (some builtins): a cache of this jit object only
-            return {}
-        return per_function.setdefault(options_key, {})
+            return _SharedCache()
+        return per_function.setdefault(options_key, _SharedCache())
 
 
 def _freeze(value: Any) -> Any:
@@ -237,6 +273,24 @@ def _freeze(value: Any) -> Any:
 
 
 # --- the jitted function ------------------------------------------------------------------------------
+
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+
+
+def _positional_key(args: tuple) -> tuple | None:
+    """A cheap stand-in for the signature of a call whose arguments are all ndarrays and Python scalars
+    (their types alone give the abstract value of a Python scalar); None for any other call."""
+    key: list[Any] = []
+    for value in args:
+        kind = type(value)  # exact types: numpy scalars and subclasses take the full path
+        if kind is np.ndarray:
+            key.append((value.shape, value.dtype))
+        elif kind is float or kind is bool or (kind is int and _INT64_MIN <= value <= _INT64_MAX):
+            key.append(kind)
+        else:
+            return None
+    return tuple(key)
+
 
 
 def _location(fun: Callable[..., Any]) -> str:
@@ -257,7 +311,20 @@ def _hlo_name(path: str, used: set[str]) -> str:
 
 
 class JittedFunction:
-    """A function compiled by tracing; call it like the original. See the module docstring."""
+    """A function compiled by tracing; call it like the original. See the module docstring.
+
+    Counters (per jit object, for diagnostics and tests): `slow_path_count`,
+    calls that reached the Python dispatcher (those no chained native
+    wrapper accepted, including calls traced inline); `trace_count`, traces
+    made; `compile_count`, specializations compiled. Jit objects of one
+    function with the same options share specializations, so a trace or
+    compile is counted by the object that made it.
+    """
+
+    # Calls go straight to `_call`: the chain of native wrappers once a chainable specialization ran,
+    # the Python dispatcher `_dispatch` before. `__call__` is a property whose getter is C code
+    # (attrgetter), so a call that the first wrapper accepts runs no Python frame at all.
+    __call__ = property(operator.attrgetter("_call"), doc="Call the function (see the class doc).")
 
     def __init__(self, fun: Callable[..., Any], static_argnums: Sequence[int] = (),
                  static_argnames: Sequence[str] = (), donate_argnums: Sequence[int] = (),
@@ -272,6 +339,10 @@ class JittedFunction:
             self._signature: inspect.Signature | None = inspect.signature(fun)
         except (TypeError, ValueError):
             self._signature = None
+        # The parameters that can be given by position or by keyword.
+        self._positional_or_keyword: frozenset[str] = frozenset(
+            p.name for p in (self._signature.parameters.values() if self._signature is not None else ())
+            if p.kind is p.POSITIONAL_OR_KEYWORD)
         self.static_argnames, self.static_argnums = self._static_names_and_numbers(static_argnums, static_argnames)
         self.donate_argnums = tuple(int(i) for i in _as_tuple(donate_argnums))
         for i in self.donate_argnums:
@@ -281,12 +352,20 @@ class JittedFunction:
         self.compile_options = dict(compile_options)
         options_key = (self.static_argnums, self.static_argnames, self.donate_argnums,
                        tuple(sorted((k, _freeze(v)) for k, v in self.compile_options.items())))
-        self._cache = _shared_cache(fun, options_key)
-        self._lock = threading.Lock()
+        self._shared = _shared_cache(fun, options_key)
+        self._cache = self._shared.specializations
+        self._lock = threading.Lock()  # guards the chain below and the counters
         self._names_by_count: dict[int, list[str]] = {}
+        # `_positional_key` of a call -> its specialization: calls of arrays and scalars skip `_split`.
         self._fast_cache: dict[tuple, Specialization] = {}
+        # The specializations whose wrappers `_call` chains, newest first, each with its fast function;
+        # and every specialization already considered for the chain (by id, kept alive so ids stay unique).
+        self._chain: tuple[tuple[Specialization, Callable[..., Any]], ...] = ()
+        self._considered: dict[int, Specialization] = {}
+        self._call: Callable[..., Any] = self._dispatch
         self.trace_count = 0  # traces made by this jit object (the cache may hold others' too)
         self.compile_count = 0
+        self.slow_path_count = 0
 
     def _static_names_and_numbers(self, numbers: Any, names: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Complete static_argnums from static_argnames and vice versa, through the signature (as JAX)."""
@@ -368,15 +447,17 @@ class JittedFunction:
 
     def _rebuild(self, arguments: _Arguments, dynamic_leaves: list[Any]) -> tuple[list[Any], dict[str, Any]]:
         """The call's positional and keyword arguments with the dynamic leaves replaced."""
-        tree = arguments.signature.tree
-        iterator = iter(dynamic_leaves)
-        values: dict[str, Any] = {}
-        for name, subtree in tree.arguments:
-            values[name] = unflatten(subtree, [next(iterator) for _ in range(subtree.num_leaves)])
-        names = self._positional_names(len(arguments.positional))
-        positional = [arguments.positional[i] if i in arguments.static_positions else values[names[i]]
+        leaves = iter(dynamic_leaves)
+        # In `_split`'s order: the dynamic positional arguments by index, then the keywords by name. (Not
+        # by name alone: a keyword collected by **kwargs may share a positional-only parameter's name.)
+        values = iter([unflatten(subtree, [next(leaves) for _ in range(subtree.num_leaves)])
+                       for _, subtree in arguments.signature.tree.arguments])
+        positional = [arguments.positional[i] if i in arguments.static_positions else next(values)
                       for i in range(len(arguments.positional))]
-        keywords = {k: (v if k in arguments.static_keywords else values[k]) for k, v in arguments.keywords.items()}
+        dynamic_keywords = dict(zip(sorted(k for k in arguments.keywords if k not in arguments.static_keywords),
+                                    values))
+        keywords = {k: (v if k in arguments.static_keywords else dynamic_keywords[k])
+                    for k, v in arguments.keywords.items()}
         return positional, keywords
 
     # --- tracing ----------------------------------------------------------------------------------
@@ -385,7 +466,7 @@ class JittedFunction:
         spec = self._cache.get(signature)
         if spec is not None:
             return spec
-        with self._lock:
+        with self._shared.lock:  # one trace per signature, even when many threads ask at once
             spec = self._cache.get(signature)
             if spec is None:
                 reason = compile_reason(list(self._cache.values()), signature, arguments.paths)
@@ -406,7 +487,8 @@ class JittedFunction:
                     for path, aval in zip(arguments.paths, signature.avals)
                 ]
                 positional, keywords = self._rebuild(arguments, params)
-                self.trace_count += 1
+                with self._lock:
+                    self.trace_count += 1
                 try:
                     result = self.fun(*positional, **keywords)
                 except TypeError as failure:
@@ -474,7 +556,8 @@ class JittedFunction:
                 executable = compile_module(spec.module, self._options())
                 spec.compile_seconds = time.perf_counter() - start
                 spec.executable = executable
-                self.compile_count += 1
+                with self._lock:
+                    self.compile_count += 1
                 self._log_compile(spec)
         return spec.executable
 
@@ -485,7 +568,7 @@ class JittedFunction:
                            spec.trace_seconds * 1e3, spec.compile_seconds * 1e3)
 
     def _run(self, spec: Specialization, leaves: Sequence[Any]) -> Any:
-        arrays = [leaf if type(leaf) is np.ndarray else np.asarray(leaf, dtype=aval.dtype)
+        arrays = [leaf if type(leaf) is np.ndarray and leaf.dtype == aval.dtype else np.asarray(leaf, dtype=aval.dtype)
                   for leaf, aval in zip(leaves, spec.signature.avals)]
         result = self._executable(spec)(*arrays)
         if not spec.tuple_output:
@@ -493,18 +576,25 @@ class JittedFunction:
         outputs = list(result)
         return unflatten(spec.out_tree, [np.asarray(o) for o in outputs])
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _dispatch(self, *args: Any, **kwargs: Any) -> Any:
+        """The Python call path: every call no chained native wrapper accepted (see the module doc)."""
+        with self._lock:
+            self.slow_path_count += 1
         if is_tracing():
             # Called from inside another traced function: trace this one inline into it.
             return self.fun(*args, **kwargs)
-        # Fast path for the common call: positional ndarrays only, nothing static. Shapes and dtypes
+        # Positional ndarrays and Python scalars only, nothing static: shapes, dtypes and scalar types
         # then determine the signature, so they key a direct lookup that skips argument processing.
         fast_key = None
-        if not kwargs and not self.static_argnums and all(type(a) is np.ndarray for a in args):
-            fast_key = tuple((a.shape, a.dtype) for a in args)
+        if not self.static_argnums and not self.static_argnames:
+            if kwargs:
+                args, kwargs = self._keywords_as_positional(args, kwargs)
+            if not kwargs:
+                fast_key = _positional_key(args)
+        if fast_key is not None:
             spec = self._fast_cache.get(fast_key)
             if spec is not None:
-                return self._run(spec, args)
+                return self._run_and_chain(spec, args)
         arguments = self._split(args, kwargs)
         for leaf in arguments.leaves:
             if isinstance(leaf, ShapeDtype):
@@ -513,7 +603,94 @@ class JittedFunction:
         spec = self._specialization(arguments)
         if fast_key is not None:
             self._fast_cache[fast_key] = spec
-        return self._run(spec, arguments.leaves)
+        return self._run_and_chain(spec, arguments.leaves)
+
+    def _keywords_as_positional(self, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        """`f(x, y=v)` as `f(x, v)` when the keywords name exactly the parameters following the
+        positional arguments (what binding the signature would do, without its cost); else unchanged."""
+        following = self._positional_names(len(args) + len(kwargs))[len(args):]
+        if kwargs.keys() != set(following) or not self._positional_or_keyword.issuperset(following):
+            return args, kwargs
+        return args + tuple(kwargs[name] for name in following), {}
+
+    def _run_and_chain(self, spec: Specialization, leaves: Sequence[Any]) -> Any:
+        result = self._run(spec, leaves)  # compiles on first use
+        if id(spec) not in self._considered:
+            self._add_to_chain(spec)
+        return result
+
+    # --- the chain of native wrappers -----------------------------------------------------------------
+    def _add_to_chain(self, spec: Specialization) -> None:
+        """Put `spec`'s native wrapper first in the chain `_call` tries, if it can be chained.
+
+        Each specialization is considered once, so a function with more
+        specializations than the chain holds never rebuilds it over and over.
+        """
+        with self._lock:
+            if id(spec) in self._considered:
+                return
+            self._considered[id(spec)] = spec
+            fast = self._chainable_fast_function(spec)
+            if fast is None:
+                return
+            chain = (((spec, fast),) + self._chain)[:MAX_CHAINED_SPECIALIZATIONS]
+            try:
+                head = self._link_chain(chain)
+            except TypeError:  # a custom backend's `fast_call`, not an hlojit wrapper: never chained
+                return
+            self._chain, self._call = chain, head
+
+    def _chainable_fast_function(self, spec: Specialization) -> Callable[..., Any] | None:
+        """The executable's native fast function, if every call it accepts has `spec`'s signature and
+        its result needs no rebuilding; else None."""
+        fast = getattr(spec.executable, "fast_call", None)
+        if fast is None or self.donate_argnums:  # donation stays on the validating path
+            return None
+        signature = spec.signature
+        count = len(signature.avals)
+        positional_leaves = (
+            not signature.statics and not signature.tree.static_positions
+            and [name for name, _ in signature.tree.arguments] == self._positional_names(count)
+            and all(tree.is_leaf for _, tree in signature.tree.arguments)
+        )
+        # A Python-scalar (weak) parameter is typed differently from a 0-d array the wrapper would take.
+        if not positional_leaves or any(aval.weak for aval in signature.avals):
+            return None
+        # The wrapper checks the executable's parameters; they must be exactly the signature's leaves.
+        parameters = getattr(spec.executable, "parameter_shapes", None)
+        if parameters is None or len(parameters) != count or any(
+                tuple(p.dims) != tuple(aval.shape) or np.dtype(p.dtype.numpy) != aval.dtype
+                for p, aval in zip(parameters, signature.avals)):
+            return None
+        return fast if self._wrapper_result_is_the_output(spec) else None
+
+    @staticmethod
+    def _wrapper_result_is_the_output(spec: Specialization) -> bool:
+        """Whether the wrapper's result (an array, or a flat tuple of arrays) is already the output pytree."""
+        result_shape = getattr(spec.executable, "result_shape", None)
+        if result_shape is None:
+            return False
+        if not spec.tuple_output:
+            return spec.out_tree.is_leaf and not result_shape.is_tuple
+        if not result_shape.is_tuple or any(element.is_tuple for element in result_shape.elements):
+            return False
+        markers = [object() for _ in result_shape.elements]
+        try:
+            rebuilt = unflatten(spec.out_tree, markers)
+        except ValueError:
+            return False
+        return type(rebuilt) is tuple and len(rebuilt) == len(markers) and all(
+            got is marker for got, marker in zip(rebuilt, markers))
+
+    def _link_chain(self, chain: Sequence[tuple[Specialization, Callable[..., Any]]]) -> Callable[..., Any]:
+        """The chain's first function: each wrapper falls back to the next, the last to `_dispatch`;
+        calls with keywords go straight to `_dispatch`."""
+        from hlojit.runtime.fastcall import with_fallback  # already loaded: a wrapper was compiled
+
+        link: Callable[..., Any] = self._dispatch
+        for _, fast in reversed(chain):
+            link = with_fallback(fast, link, keyword_call=self._dispatch)
+        return link
 
     def lower(self, *args: Any, **kwargs: Any) -> Lowered:
         """Trace for these arguments (arrays, scalars or ShapeDtype specs) without compiling."""
@@ -528,9 +705,17 @@ class JittedFunction:
         return unflatten(spec.out_tree, [ShapeDtype(s.dims, s.dtype.numpy) for s in shapes])
 
     def clear_cache(self) -> None:
-        """Forget every specialization of this function with these options."""
-        self._cache.clear()
-        self._fast_cache.clear()
+        """Forget every specialization of this function with these options.
+
+        (Other jit objects of the function keep the compiled code they already chained.)
+        """
+        with self._shared.lock:
+            self._cache.clear()
+        with self._lock:
+            self._fast_cache.clear()
+            self._chain = ()
+            self._considered.clear()
+            self._call = self._dispatch
 
     @property
     def cache_size(self) -> int:
@@ -642,4 +827,5 @@ def trace_to_module(fn: Callable[..., Any], arg_specs: Sequence[Any], **jit_opti
     return jitted.lower(*specs).module
 
 
-__all__ = ["Compiled", "JittedFunction", "Lowered", "Specialization", "compile_reason", "jit", "trace_to_module"]
+__all__ = ["MAX_CHAINED_SPECIALIZATIONS", "Compiled", "JittedFunction", "Lowered", "Specialization", "compile_reason",
+           "jit", "trace_to_module"]

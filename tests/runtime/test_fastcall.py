@@ -157,8 +157,74 @@ def test_errors_are_exactly_those_of_the_validating_path(args):
 def test_keyword_arguments_are_refused():
     exe = compile_hlo(AFFINE, cache=False)
     x, w = affine_inputs()
-    with pytest.raises(TypeError, match="keyword"):
+    with pytest.raises(TypeError, match="takes no keyword arguments"):
         exe(x, w, b=1.0)
+    np.testing.assert_array_equal(exe(x, w, 1.0, **{}), x * w + 1)  # no keywords after all: an ordinary call
+
+
+def test_with_fallback_shares_the_wrapper_and_replaces_only_the_fallbacks(counted):
+    exe, counts = counted(AFFINE)
+    x, w = affine_inputs()
+    b = np.array(0.5, np.float32)
+    seen = []
+
+    def slow(*args):
+        seen.append(("slow", args))
+        return "slow"
+
+    def keywords(*args, **kwargs):
+        seen.append(("keywords", args, kwargs))
+        return "keywords"
+
+    other = fastcall.with_fallback(exe.fast_call, slow, keyword_call=keywords)
+    np.testing.assert_array_equal(other(x, w, b), x * w + np.float32(0.5))
+    assert other(x, w, 0.5) == "slow" and other(x, w) == "slow"
+    assert other(x, w, b=b) == "keywords"
+    assert [entry[0] for entry in seen] == ["slow", "slow", "keywords"]
+    assert seen[0][1][2] == 0.5 and seen[1][1] == (x, w)
+    assert seen[2][1] == (x, w) and seen[2][2].keys() == {"b"} and seen[2][2]["b"] is b
+    # The original function is unchanged: it still converts, and refuses keywords.
+    np.testing.assert_array_equal(exe(x, w, 0.5), x * w + np.float32(0.5))
+    assert counts == {"converted": 1, "ctypes": 0}
+    refusing = fastcall.with_fallback(exe.fast_call, slow)
+    with pytest.raises(TypeError, match="takes no keyword arguments"):
+        refusing(x, w, b=b)
+
+
+def test_chained_wrappers_try_each_specialization_in_turn():
+    small = compile_hlo(AFFINE, cache=False)
+    large = compile_hlo(AFFINE.replace("4,3", "8,3"), cache=False)
+
+    def dispatcher(*args, **kwargs):
+        return "dispatcher"
+
+    chain = fastcall.with_fallback(
+        small.fast_call, fastcall.with_fallback(large.fast_call, dispatcher, keyword_call=dispatcher),
+        keyword_call=dispatcher,
+    )
+    b = np.array(2, np.float32)
+    for rows in (4, 8, 4):
+        x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
+        np.testing.assert_array_equal(chain(x, x, b), x * x + 2)
+    assert chain(np.zeros((5, 3), np.float32), np.zeros((5, 3), np.float32), b) == "dispatcher"
+    assert chain(x, x, b=b) == "dispatcher"
+    # References: nothing is leaked on the native path, the fallbacks or errors raised through them.
+    x = np.ones((8, 3), np.float32)
+    raising = fastcall.with_fallback(small.fast_call, lambda *args: 1 / 0)
+    before = [sys.getrefcount(o) for o in (x, b, chain)]
+    for _ in range(5000):
+        chain(x, x, b)
+        chain(x, x, 2.0)
+        chain(x, x, b=b)
+        with pytest.raises(ZeroDivisionError):
+            raising(x, x, b)
+    assert [sys.getrefcount(o) for o in (x, b, chain)] == before
+
+
+def test_with_fallback_refuses_other_functions():
+    for function in (len, lambda *args: None, np.add):
+        with pytest.raises(TypeError, match="not a fast call function"):
+            fastcall.with_fallback(function, print)
 
 
 def test_zero_size_arrays(counted):
