@@ -61,7 +61,8 @@ FUNCTION_EXAMPLES = {
     "numpy.diagonal": lambda d: np.diagonal(d["square"], -1),
     "numpy.dot": lambda d: np.dot(d["x"], d["square"]),
     "numpy.einsum": lambda d: np.einsum("ij,jk->ik", d["x"], d["square"]),
-    "numpy.empty_like": lambda d: np.empty_like(d["x"]) * 0,
+    # Only the shape and dtype of an empty array are defined (numpy's holds whatever memory held).
+    "numpy.empty_like": lambda d: np.full_like(np.empty_like(d["x"]), 3),
     "numpy.expand_dims": lambda d: np.expand_dims(d["x"], 1),
     "numpy.fix": lambda d: np.fix(d["x"] * 3),
     "numpy.flip": lambda d: np.flip(d["x"], 1),
