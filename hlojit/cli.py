@@ -17,7 +17,7 @@ import numpy as np
 
 EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT = 0, 1, 2
 
-STAGES_IR = ("parsed", "traced", "optimized", "fused")
+STAGES_IR = ("parsed", "traced", "optimized", "fused", "buffers")
 STAGES_NATIVE = ("llvm", "llvm-opt", "asm")
 
 
@@ -213,13 +213,15 @@ def _pipeline(passes: str | None, stage: str):
 def cmd_dump(args: argparse.Namespace) -> int:
     from hlojit.ir.graphviz import module_to_dot
 
+    loading_started = time.perf_counter()
     module = load_module(args.file, args.arg)
+    loading = time.perf_counter() - loading_started
     out = sys.stdout
 
     def render(m) -> str:
         return module_to_dot(m) if args.format == "dot" else m.to_text()
 
-    if args.stage in ("parsed", "traced") and not args.after_each_pass:
+    if args.stage in ("parsed", "traced") and not args.after_each_pass and not args.timing:
         out.write(render(module))
         return EXIT_OK
 
@@ -230,15 +232,23 @@ def cmd_dump(args: argparse.Namespace) -> int:
             out.write("\n")
 
     timings: list = []
-    optimized = _pipeline(args.passes, args.stage).run(
-        module, dump=dump if args.after_each_pass else None, timings=timings
-    )
-    if args.stage in STAGES_NATIVE:
-        from hlojit.api import native_text
+    if args.stage in ("parsed", "traced") and not args.after_each_pass:
+        out.write(render(module))
+        optimized = _pipeline(args.passes, "fused").run(module, timings=timings)  # for --timing only
+    else:
+        optimized = _pipeline(args.passes, args.stage).run(
+            module, dump=dump if args.after_each_pass else None, timings=timings
+        )
+        if args.stage in STAGES_NATIVE:
+            from hlojit.api import native_text
 
-        out.write(native_text(optimized, args.stage, optimize=False))
-    elif not args.after_each_pass:
-        out.write(render(optimized))
+            out.write(native_text(optimized, args.stage, optimize=False))
+        elif args.stage == "buffers":
+            from hlojit.api import buffer_plan_text
+
+            out.write(buffer_plan_text(optimized))
+        elif not args.after_each_pass:
+            out.write(render(optimized))
     if args.explain_fusion:
         from hlojit.compiler.fusion import explain_fusion
         from hlojit.compiler.pipeline import default_pipeline
@@ -249,11 +259,35 @@ def cmd_dump(args: argparse.Namespace) -> int:
         for decision in refused:
             out.write(f"// refused: {decision}\n")
     if args.timing:
-        total = sum(t[1] for t in timings)
-        sys.stderr.write(f"pass timings (total {total * 1e3:.2f} ms):\n")
-        for name, seconds, changed in timings:
-            sys.stderr.write(f"  {name:<28} {seconds * 1e3:8.3f} ms{'  changed' if changed else ''}\n")
+        _print_timing(args, module, optimized, loading, timings)
     return EXIT_OK
+
+
+def _print_timing(args: argparse.Namespace, module, optimized, loading: float, timings: list) -> None:
+    """Where a compile of the program goes, to stderr: loading, each pass, each backend phase.
+
+    The backend compiles what `compile_hlo` would: the output of the optimizing
+    pipeline (when the stage stopped before fusion, the fusion pass is run and
+    timed too), without the persistent cache.
+    """
+    from hlojit.compiler.pipeline import Pipeline
+
+    if args.passes is None and args.stage == "optimized":
+        optimized = Pipeline(["fusion"], name="fusion").run(optimized, timings=timings)
+    front_end = "tracing" if re.fullmatch(r".+\.py:\w+", args.file) else "parsing"
+    rows = [(front_end, loading, "")]
+    rows += [(f"pass {name}", seconds, "changed" if changed else "") for name, seconds, changed in timings]
+    rows.append(("HLO passes (all)", sum(t[1] for t in timings), ""))
+    try:
+        from hlojit.api import profile_backend
+
+        rows += [(phase, seconds, "") for phase, seconds in profile_backend(optimized)]
+    except Exception as error:  # noqa: BLE001 - a module the backend refuses still gets its pass timings
+        rows.append((f"backend failed: {type(error).__name__}: {error}", 0.0, ""))
+    total = sum(seconds for name, seconds, _ in rows if not name.startswith("pass "))
+    sys.stderr.write(f"compile timings (total {total * 1e3:.2f} ms; passes are part of 'HLO passes (all)'):\n")
+    for name, seconds, note in rows:
+        sys.stderr.write(f"  {name:<32} {seconds * 1e3:9.3f} ms{'  ' + note if note else ''}\n")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -332,6 +366,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"path:    {info['path']}")
     print(f"entries: {info['entries']}")
+    print(f"requests: {info.get('input_entries', 0)} (input entries naming a compiled entry)")
     print(f"size:    {info['bytes'] / 1024:.1f} KiB")
     return EXIT_OK
 
@@ -349,13 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="an argument of FILE.py:FUNCTION as dtype[dims], e.g. f32[64,128]; once per argument")
     dump.add_argument("--stage", choices=STAGES_IR + STAGES_NATIVE, default="optimized",
                       help="which stage to print (default: optimized, i.e. simplified; fused = what is compiled; "
-                           "traced = parsed, for .py)")
+                           "traced = parsed, for .py; buffers = the buffer assignment of the fused module)")
     dump.add_argument("--after-each-pass", action="store_true",
                       help="print the module after every pass that changed it")
     dump.add_argument("--passes", help="passes to run instead of the default pipeline, e.g. inline-calls,simplify,cse "
                       "(groups: simplify, default, fixpoint(a,b))")
     dump.add_argument("--format", choices=("text", "dot"), default="text", help="HLO text or Graphviz dot")
-    dump.add_argument("--timing", action="store_true", help="print per-pass timings to stderr")
+    dump.add_argument("--timing", action="store_true",
+                      help="print where compile time goes to stderr: tracing or parsing, each pass, buffer "
+                           "assignment, LLVM IR emission, LLVM optimization, machine code, load")
     dump.add_argument("--explain-fusion", action="store_true",
                       help="after the module, list every fusion the fusion pass refused, with the reason")
     dump.set_defaults(func=cmd_dump)

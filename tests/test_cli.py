@@ -215,6 +215,46 @@ def test_dump_python_function_to_assembly(capsys, softmax_file):
     assert "zmm" in out or "ymm" in out
 
 
+BACKEND_PHASES = ("buffer assignment", "LLVM IR emission", "LLVM optimization", "machine code", "load")
+
+
+def _timing_rows(err: str) -> dict[str, float]:
+    """`--timing` output rows: name -> milliseconds."""
+    rows = {}
+    for line in err.splitlines()[1:]:
+        name, _, rest = line.strip().rpartition(" ms")[0].rpartition(" ")
+        rows[name.strip()] = float(rest)
+    return rows
+
+
+def test_dump_timing_breaks_down_a_traced_python_function(capsys, softmax_file):
+    status, out, err = run_cli(capsys, "dump", f"{softmax_file}:softmax", "--arg", "f32[64,128]", "--timing")
+    assert status == 0
+    assert parse_module(out).entry.parameter_shapes[0].dims == (64, 128)  # the dump itself is unchanged
+    assert err.startswith("compile timings (total ")
+    rows = _timing_rows(err)
+    assert list(rows)[0] == "tracing"
+    assert "pass fusion" in rows  # timed for the breakdown although the optimized stage stops before it
+    for phase in BACKEND_PHASES:
+        assert phase in rows and rows[phase] >= 0, (phase, err)
+    passes = [name for name in rows if name.startswith("pass ")]
+    assert rows["HLO passes (all)"] >= max(rows[name] for name in passes)
+
+
+def test_dump_timing_of_an_hlo_file_and_a_traced_stage(capsys):
+    path = str(CORPUS_DIR / "softmax_tanh.hlo")
+    status, out, err = run_cli(capsys, "dump", path, "--stage", "parsed", "--timing")
+    assert status == 0 and parse_module(out) == parse_module((CORPUS_DIR / "softmax_tanh.hlo").read_text())
+    rows = _timing_rows(err)
+    assert list(rows)[0] == "parsing" and all(phase in rows for phase in BACKEND_PHASES)
+
+
+def test_dump_buffers_stage_prints_the_buffer_assignment_of_the_fused_module(capsys):
+    status, out, _ = run_cli(capsys, "dump", str(CORPUS_DIR / "attention.hlo"), "--stage", "buffers")
+    assert status == 0
+    assert out.startswith("scratch arena:") and "instructions:" in out
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

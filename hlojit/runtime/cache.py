@@ -1,31 +1,43 @@
 """The persistent compilation cache: object code on disk, keyed by everything that shaped it.
 
-A compile costs tens of milliseconds (most of it LLVM); loading the object
-code it produced costs about one.  `hlojit.api.compile_hlo` therefore looks
-every optimized module up here first, by a key that is the sha256 of:
+A compile costs tens of milliseconds (most of it HLO passes and LLVM);
+loading the object code it produced costs well under one.  The cache has two
+kinds of entries:
 
-- the optimized module's text, the codegen options, the LLVM optimization
-  level and whether (and which version of) the fast call wrapper is linked in;
-- the host: CPU name and features, target triple;
-- the tools: llvmlite and LLVM versions, numpy version and Python
-  implementation (the wrapper reads their structs), hlojit's version and a
-  digest of the sources that shape code (size + mtime of every ``.py`` of
-  ir/, compiler/, runtime/ and api.py: an edited compiler never loads code
-  it did not produce).
+- **Compiled entries** (``<key>.hlojit``) hold the object code, keyed by the
+  sha256 of the *optimized* module's text, the codegen options, the LLVM
+  optimization level, whether (and which version of) the fast call wrapper
+  is linked in, and `environment_fingerprint`: CPU name and features and
+  target triple (as LLVM sees them), llvmlite and LLVM versions, numpy
+  version and Python implementation (the wrapper reads their structs),
+  hlojit's version and a digest of the sources that shape code (size +
+  mtime of every ``.py`` of ir/, compiler/, runtime/ and api.py: an edited
+  compiler never loads code it did not produce).
+- **Input entries** (``<key>.hlojit-input``) map the key of a compile
+  *request* to the key of the compiled entry it produced.  The request key
+  covers the module as given (before any pass), the options as given, the
+  pipeline, and `host_fingerprint` - the same facts as
+  `environment_fingerprint`, read without loading LLVM (the CPU from
+  ``/proc/cpuinfo``, LLVM as the identity of llvmlite's shared library).
+  So a process repeating an earlier compile skips the HLO passes, code
+  generation and LLVM altogether: it reads two small files and loads the
+  object.  The pipeline is identified by its name and the source digest
+  (which covers every pass); two requests that optimize to the same module
+  share one compiled entry.
 
-Each entry is one file ``<key>.hlojit``::
+Each entry is one file::
 
     magic "HLOJITC\\0" | format u32 | reserved u32 | metadata length u64 |
     object length u64 | IR length u64 | sha256(key + payload) | payload
 
 where the payload is the JSON metadata (what `Executable` needs besides the
-code), the object bytes and the zlib-compressed LLVM IR (for ``llvm_ir`` and
-``asm()``).  An entry whose magic, format, lengths or checksum do not match -
-truncated, garbage, written by another version, or renamed from another key -
-is ignored (and overwritten by the rebuild).  Writes go to a temporary file in
-the same directory and are published with ``os.replace``, so readers never see
-a partial entry and concurrent writers of one key simply race to an identical
-result.
+code; for an input entry, the compiled entry's key), the object bytes and the
+zlib-compressed LLVM IR (for ``llvm_ir`` and ``asm()``).  An entry whose
+magic, format, lengths or checksum do not match - truncated, garbage, written
+by another version, or renamed from another key - is ignored (and overwritten
+by the rebuild).  Writes go to a temporary file in the same directory and are
+published with ``os.replace``, so readers never see a partial entry and
+concurrent writers of one key simply race to an identical result.
 
 **Loading an entry runs its code.**  Like JAX's persistent cache, the
 directory must only be writable by you: it is created 0o700, and a directory
@@ -39,14 +51,12 @@ Location, read on first use (`default_cache`): ``$HLOJIT_CACHE_DIR`` if set
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import stat
 import struct
 import sys
-import tempfile
 import threading
 import warnings
 import zlib
@@ -64,6 +74,7 @@ __all__ = [
     "cache_key",
     "default_cache",
     "environment_fingerprint",
+    "host_fingerprint",
     "reset_default_cache",
 ]
 
@@ -71,6 +82,7 @@ logger = logging.getLogger("hlojit.cache")
 
 CACHE_FORMAT_VERSION = 1
 ENTRY_SUFFIX = ".hlojit"
+INPUT_SUFFIX = ".hlojit-input"
 MAX_ENTRY_BYTES = 1 << 30  # larger files in the directory are not entries we wrote
 _TEMP_SUFFIX = ".tmp"
 _MAGIC = b"HLOJITC\x00"
@@ -91,11 +103,14 @@ class CacheEntry:
 class CacheStats:
     """What one cache object did in this process (tests and ``hlojit cache info`` read it)."""
 
-    hits: int = 0
-    misses: int = 0
-    stores: int = 0
-    rejected: int = 0  # entries found but unusable: corrupt, foreign, or failing to load
+    hits: int = 0  # compiled entries loaded
+    misses: int = 0  # compiled entries looked up and not (usably) there
+    stores: int = 0  # compiled entries written
+    rejected: int = 0  # entries (either kind) found but unusable: corrupt, foreign, or failing to load
     write_errors: int = 0
+    input_hits: int = 0  # requests found in an input entry (their passes and codegen skipped)
+    input_misses: int = 0
+    input_stores: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -105,14 +120,52 @@ class CacheStats:
 # Keys
 
 
+def _sha256_implementation() -> Callable[..., Any]:
+    """CPython's own sha256 where importable, else hashlib's.
+
+    The digests are identical; importing hashlib loads OpenSSL's libcrypto,
+    which costs a warm start several milliseconds (a third of its budget).
+    """
+    for module_name in ("_sha256", "_sha2"):  # CPython 3.11, 3.12+
+        try:
+            return __import__(module_name).sha256
+        except (ImportError, AttributeError):
+            continue
+    import hashlib
+
+    return hashlib.sha256
+
+
+_small_sha256 = _sha256_implementation()
+_LARGE_INPUT = 1 << 20  # bytes from which OpenSSL's (SHA-NI, ~5x faster) pays for its import
+
+
+def sha256(data: bytes = b"") -> Any:
+    """A sha256 hash object of `data`, like ``hashlib.sha256(data)`` (see `_sha256_implementation`)."""
+    if len(data) >= _LARGE_INPUT:
+        import hashlib
+
+        return hashlib.sha256(data)
+    return _small_sha256(data)
+
+
 def cache_key(parts: Mapping[str, Any]) -> str:
     """The sha256 hex digest of `parts` (JSON-compatible), independent of key order."""
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256(text.encode("utf-8")).hexdigest()
+
+
+def _is_key(key: Any) -> bool:
+    return isinstance(key, str) and len(key) == 64 and all(c in "0123456789abcdef" for c in key)
+
+
+def _check_key(key: str) -> None:
+    if not _is_key(key):
+        raise ValueError(f"cache keys are sha256 hex digests, got {key!r}")
 
 
 _environment: dict[str, Any] | None = None
-_environment_lock = threading.Lock()
+_environment_lock = threading.RLock()  # host_fingerprint may call environment_fingerprint
 
 
 # The parts of hlojit whose code decides what a module compiles to (front ends only produce modules).
@@ -120,20 +173,36 @@ _CODE_SHAPING_SOURCES = ("ir", "compiler", "runtime", "api.py", "__init__.py")
 
 
 def _source_digest() -> str:
-    """A digest of the path, size and modification time of every source file that shapes compiled code."""
-    package = Path(__file__).resolve().parent.parent
-    files = []
+    """A digest of the path, size and modification time of every source file that shapes compiled code.
+
+    (os.scandir and plain strings: with pathlib this took several ms of every warm start.)
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    records = []
+    pending = []
     for part in _CODE_SHAPING_SOURCES:
-        path = package / part
-        if path.is_file():
-            files.append(path)
+        path = os.path.join(package, part)
+        if os.path.isfile(path):
+            info = os.stat(path)
+            records.append(f"{part}:{info.st_size}:{info.st_mtime_ns}")
+        else:
+            pending.append(part)
+    while pending:
+        relative = pending.pop()
+        try:
+            scanned = list(os.scandir(os.path.join(package, relative)))
+        except OSError:
             continue
-        for directory, _, names in os.walk(path):
-            files.extend(Path(directory, name) for name in names if name.endswith(".py"))
-    digest = hashlib.sha256()
-    for path in sorted(files):
-        info = path.stat()
-        digest.update(f"{path.relative_to(package)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+        for item in scanned:
+            name = f"{relative}/{item.name}"
+            if item.is_dir(follow_symlinks=False):
+                pending.append(name)
+            elif item.name.endswith(".py"):
+                info = item.stat()
+                records.append(f"{name}:{info.st_size}:{info.st_mtime_ns}")
+    digest = sha256()
+    for record in sorted(records):
+        digest.update(f"{record}\n".encode())
     return digest.hexdigest()
 
 
@@ -165,6 +234,87 @@ def environment_fingerprint() -> dict[str, Any]:
     return dict(_environment)
 
 
+_host: dict[str, Any] | None = None
+
+# /proc/cpuinfo fields that identify the CPU model and what it (and the kernel) support.
+_CPUINFO_FIELDS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags")
+
+
+def _cpu_identity() -> dict[str, str] | None:
+    """The first processor's identifying /proc/cpuinfo fields; None where there is no such file.
+
+    LLVM's host CPU name and features come from the same CPUID bits the
+    kernel reports as ``flags`` (less what the OS does not enable, which the
+    kernel clears too), so equal fields mean the same code generation.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            fields: dict[str, str] = {}
+            for line in file:
+                if not line.strip():
+                    break  # the end of the first processor's block: the rest repeats it
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name in _CPUINFO_FIELDS:
+                    fields[name] = value.strip()
+    except OSError:
+        return None
+    return fields if "flags" in fields else None
+
+
+# Where llvmlite keeps its shared library (LLVM is linked into it), per platform.
+_LLVMLITE_LIBRARIES = ("libllvmlite.so", "libllvmlite.dylib", "llvmlite.dll")
+
+
+def _llvm_library_identity() -> str | None:
+    """The name, size and mtime of llvmlite's shared library, which LLVM is statically linked into."""
+    import llvmlite  # its package only: cheap, unlike llvmlite.binding
+
+    binding_directory = os.path.join(os.path.dirname(os.path.abspath(llvmlite.__file__)), "binding")
+    for name in _LLVMLITE_LIBRARIES:
+        try:
+            info = os.stat(os.path.join(binding_directory, name))
+        except OSError:
+            continue
+        return f"{name}:{info.st_size}:{info.st_mtime_ns}"
+    return None
+
+
+def host_fingerprint() -> dict[str, Any]:
+    """What `environment_fingerprint` covers, read without loading LLVM (for input keys; computed once).
+
+    Where the CPU or llvmlite's library cannot be identified this way, the
+    LLVM-derived values are used instead (correct, just slower to get).
+    """
+    global _host
+    if _host is None:
+        with _environment_lock:
+            if _host is None:
+                import llvmlite
+                import numpy as np
+
+                from hlojit import __version__
+
+                cpu = _cpu_identity()
+                llvm_library = _llvm_library_identity()
+                host: dict[str, Any] = {
+                    "machine": os.uname().machine if hasattr(os, "uname") else sys.platform,
+                    "cpu": cpu,
+                    "llvmlite": llvmlite.__version__,
+                    "llvm_library": llvm_library,
+                    "numpy": np.__version__,
+                    "python": sys.implementation.cache_tag,
+                    "hlojit": __version__,
+                    "hlojit_sources": _source_digest(),
+                }
+                if cpu is None or llvm_library is None:
+                    host["llvm_environment"] = {
+                        k: v for k, v in environment_fingerprint().items() if k not in host
+                    }
+                _host = host
+    return dict(_host)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Entries
 
@@ -173,7 +323,7 @@ def _encode(key: str, entry: CacheEntry) -> bytes:
     metadata = json.dumps(entry.metadata, sort_keys=True).encode("utf-8")
     llvm_ir = zlib.compress(entry.llvm_ir.encode("utf-8"), 1) if entry.llvm_ir is not None else b""
     payload = metadata + entry.object_code + llvm_ir
-    checksum = hashlib.sha256(key.encode("ascii") + payload).digest()
+    checksum = sha256(key.encode("ascii") + payload).digest()
     header = _HEADER.pack(
         _MAGIC, CACHE_FORMAT_VERSION, 0, len(metadata), len(entry.object_code), len(llvm_ir), checksum
     )
@@ -193,7 +343,7 @@ def _decode(key: str, blob: bytes) -> CacheEntry:
     if len(payload) != metadata_length + object_length + ir_length:
         raise ValueError(f"payload is {len(payload)} bytes, header says "
                          f"{metadata_length + object_length + ir_length}")
-    if hashlib.sha256(key.encode("ascii") + payload).digest() != checksum:
+    if sha256(key.encode("ascii") + payload).digest() != checksum:
         raise ValueError("checksum mismatch")
     metadata = json.loads(bytes(payload[:metadata_length]).decode("utf-8"))
     if not isinstance(metadata, dict):
@@ -265,14 +415,14 @@ class CompilationCache:
                     "cached code would run as you: chmod 700 it")
         return None
 
-    def path_for(self, key: str) -> Path:
-        if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
-            raise ValueError(f"cache keys are sha256 hex digests, got {key!r}")
-        return self.directory / f"{key}{ENTRY_SUFFIX}"
+    def path_for(self, key: str, suffix: str = ENTRY_SUFFIX) -> Path:
+        """Where the entry of `key` lives (`suffix`: ENTRY_SUFFIX, or INPUT_SUFFIX for an input entry)."""
+        _check_key(key)
+        return self.directory / f"{key}{suffix}"
 
     # --- entries ------------------------------------------------------------------------------------------
     def load(self, key: str, build: Callable[[CacheEntry], T] | None = None) -> T | CacheEntry | None:
-        """The entry for `key` (or `build(entry)`), None if missing, unreadable, corrupt or foreign.
+        """The compiled entry for `key` (or `build(entry)`), None if missing, unreadable, corrupt or foreign.
 
         When `build` raises, the entry is rejected as unusable (logged, counted
         in ``stats.rejected``) and None is returned: a cache must never make a
@@ -281,41 +431,71 @@ class CompilationCache:
         if not self.usable():
             return None
         path = self.path_for(key)
-        try:
-            blob = _read_regular_file(path, MAX_ENTRY_BYTES)
-        except FileNotFoundError:
-            self._count("misses")
-            logger.debug("cache miss %s", key[:16])
-            return None
-        except OSError as error:  # unreadable, a symlink, a special file, too large
-            self._reject(path, f"unreadable: {error}")
-            return None
-        try:
-            entry = _decode(key, blob)
-        except (ValueError, UnicodeDecodeError, zlib.error) as error:
-            self._reject(path, str(error))
+        entry = self._read(path, key, "misses")
+        if entry is None:
             return None
         if build is not None:
             try:
                 built = build(entry)
             except Exception as error:  # noqa: BLE001 - see the docstring
-                self._reject(path, f"cannot be loaded: {type(error).__name__}: {error}")
+                self._reject(path, f"cannot be loaded: {type(error).__name__}: {error}", "misses")
                 return None
         self._count("hits")
         logger.debug("cache hit %s", key[:16])
         return built if build is not None else entry
 
-    def _reject(self, path: Path, reason: str) -> None:
+    def load_input(self, key: str) -> str | None:
+        """The compiled entry's key recorded for the request `input_key`, None if there is none (usable)."""
+        if not self.usable():
+            return None
+        path = self.path_for(key, INPUT_SUFFIX)
+        entry = self._read(path, key, "input_misses")
+        if entry is None:
+            return None
+        target = entry.metadata.get("compiled_key")
+        if entry.metadata.get("kind") != "input" or not _is_key(target):
+            self._reject(path, "not an input entry", "input_misses")
+            return None
+        self._count("input_hits")
+        return target
+
+    def _read(self, path: Path, key: str, miss_counter: str) -> CacheEntry | None:
+        try:
+            blob = _read_regular_file(path, MAX_ENTRY_BYTES)
+        except FileNotFoundError:
+            self._count(miss_counter)
+            logger.debug("cache miss %s", path.name)
+            return None
+        except OSError as error:  # unreadable, a symlink, a special file, too large
+            self._reject(path, f"unreadable: {error}", miss_counter)
+            return None
+        try:
+            return _decode(key, blob)
+        except (ValueError, UnicodeDecodeError, zlib.error) as error:
+            self._reject(path, str(error), miss_counter)
+            return None
+
+    def _reject(self, path: Path, reason: str, miss_counter: str) -> None:
         """Count an unusable entry as a miss; the rebuild will overwrite it."""
         self._count("rejected")
-        self._count("misses")
+        self._count(miss_counter)
         logger.info("ignoring hlojit cache entry %s: %s", path, reason)
 
     def store(self, key: str, entry: CacheEntry) -> bool:
-        """Write the entry atomically; False (and a debug log) if that failed."""
+        """Write the compiled entry atomically; False (and a debug log) if that failed."""
+        return self._write(self.path_for(key), key, entry, "stores")
+
+    def store_input(self, key: str, compiled_key: str) -> bool:
+        """Record that the request `key` compiles to the compiled entry `compiled_key` (atomically)."""
+        _check_key(compiled_key)
+        entry = CacheEntry({"kind": "input", "compiled_key": compiled_key}, b"")
+        return self._write(self.path_for(key, INPUT_SUFFIX), key, entry, "input_stores")
+
+    def _write(self, path: Path, key: str, entry: CacheEntry, counter: str) -> bool:
         if not self.usable():
             return False
-        path = self.path_for(key)
+        import tempfile  # here, not at the top: it imports random, shutil, ... (ms) and only writes need it
+
         temporary = None
         try:
             descriptor, temporary = tempfile.mkstemp(
@@ -333,7 +513,7 @@ class CompilationCache:
                 except OSError:
                     pass
             return False
-        self._count("stores")
+        self._count(counter)
         return True
 
     def _count(self, counter: str) -> None:
@@ -342,33 +522,38 @@ class CompilationCache:
 
     # --- maintenance ----------------------------------------------------------------------------------------
     def _files(self) -> list[Path]:
+        suffixes = (ENTRY_SUFFIX, INPUT_SUFFIX, _TEMP_SUFFIX)
         try:
-            return [p for p in self.directory.iterdir() if p.name.endswith((ENTRY_SUFFIX, _TEMP_SUFFIX))]
+            return [p for p in self.directory.iterdir() if p.name.endswith(suffixes)]
         except OSError:
             return []
 
     def info(self) -> dict[str, Any]:
-        """``path``, ``enabled``, ``entries`` (count), ``bytes`` (their total size), and this process' stats."""
-        entries = 0
+        """``path``, ``enabled``, ``entries`` (compiled entries), ``input_entries``, ``bytes`` (the
+        total size of both kinds), and this process' stats."""
+        counts = {ENTRY_SUFFIX: 0, INPUT_SUFFIX: 0}
         total = 0
         for path in self._files():
-            if path.name.endswith(ENTRY_SUFFIX):
+            suffix = next((s for s in counts if path.name.endswith(s)), None)
+            if suffix is not None:
                 try:
                     total += path.stat().st_size
-                    entries += 1
+                    counts[suffix] += 1
                 except OSError:  # removed meanwhile
                     pass
         return {
             "path": str(self.directory),
             # Not created yet: it will be on first use, so do not create it just to look.
             "enabled": self.usable() if self.directory.exists() else True,
-            "entries": entries,
+            "entries": counts[ENTRY_SUFFIX],
+            "input_entries": counts[INPUT_SUFFIX],
             "bytes": total,
             "stats": self.stats.as_dict(),
         }
 
     def clear(self) -> int:
-        """Delete every entry (and stale temporary file); returns how many entries were removed."""
+        """Delete every entry of both kinds (and stale temporary files); returns how many compiled
+        entries were removed."""
         removed = 0
         for path in self._files():
             try:
@@ -432,7 +617,7 @@ def cache_info() -> dict[str, Any]:
     cache = default_cache()
     if cache is None:
         assert _default is not None
-        return {"path": None, "enabled": False, "entries": 0, "bytes": 0, "reason": _default[1]}
+        return {"path": None, "enabled": False, "entries": 0, "input_entries": 0, "bytes": 0, "reason": _default[1]}
     info = cache.info()
     if not info["enabled"]:
         info["reason"] = cache.unusable_reason

@@ -3,10 +3,21 @@
 Every compiled artifact goes through one path::
 
     IR text ──parse+verify──► ModuleRef ──new pass manager──► optimized
-        ──TargetMachine.emit_object──► object bytes ──MCJIT add_object_file──► code
+        ──TargetMachine.emit_object──► object bytes ──load──► code
 
 so a library built from IR and one rebuilt from cached object bytes
 (:meth:`CompiledLibrary.from_object`) are loaded identically.
+
+Loading.  On x86-64 Linux the object is placed in memory by hlojit itself
+(`_NativeImage`): the target machine uses the large code model, so LLVM's
+relocatable objects need only absolute (``R_X86_64_64``) and a few
+PC-relative relocations, which a hundred lines of Python apply in well under
+a millisecond.  That matters for the persistent compilation cache: a process
+that only loads cached code never imports ``llvmlite.binding`` (loading the
+178 MB LLVM library and its Python bindings costs ~25 ms, more than the rest
+of a warm start together).  Anything the loader does not handle (another
+platform, an unexpected relocation or section kind, a symbol it cannot find
+without LLVM) falls back to MCJIT, which is what every load used before.
 
 Why MCJIT with one engine per library, not one shared ORC LLJIT: llvmlite's
 LLJIT frees a library's code when its resource tracker dies, but the
@@ -16,7 +27,12 @@ engine that owns exactly one object is freed completely when dropped (RSS flat
 over 1000 create/drop cycles), costs ~1 ms to create (mostly a fresh
 TargetMachine, which MCJIT takes ownership of), and resolves external symbols
 (libm, BLAS loaded with ``load_library_permanently``, ``llvm.add_symbol``)
-through the process-wide symbol table.
+through the process-wide symbol table.  The native loader resolves the same
+names the same way: symbols registered with :func:`register_symbol` first,
+then LLVM's table when LLVM is loaded, then the process' global scope, then
+the shared libraries the caller names (for a cached object: the files its
+external symbols came from when it was compiled, see
+:attr:`CompiledLibrary.external_libraries`).
 
 Known leak (llvmlite 0.50, not ours): every optimization run needs a fresh
 ``PassBuilder``, whose ``PassInstrumentationCallbacks`` llvmlite allocates and
@@ -33,22 +49,30 @@ types and constants die with the compile instead of accumulating in LLVM's
 global context.  LLVM objects are not thread-safe; all LLVM work here is
 serialised by one lock (the generated code itself runs lock-free).
 
-Importing this module does no LLVM initialization; that happens on first use.
+Importing this module imports no part of LLVM; ``llvmlite.binding`` is
+imported, and the native target initialized, on first use (`binding`).
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import itertools
+import mmap
+import os
+import struct
+import sys
 import threading
 import time
-from typing import Union
+from typing import TYPE_CHECKING, Any, Union
 
-import llvmlite.binding as llvm
-import llvmlite.ir as ir
+if TYPE_CHECKING:
+    import llvmlite.binding as llvm
+    import llvmlite.ir as ir
 
 __all__ = [
     "CompiledLibrary",
+    "binding",
     "host_target_machine",
     "host_cpu_name",
     "host_cpu_features",
@@ -59,7 +83,7 @@ __all__ = [
     "llvm_lock",
 ]
 
-ModuleLike = Union[str, ir.Module, "llvm.ModuleRef"]
+ModuleLike = Union[str, "ir.Module", "llvm.ModuleRef"]
 
 # One lock for every LLVM API call made by the compiler side of the process.
 # Re-entrant so helpers can nest.
@@ -67,35 +91,56 @@ llvm_lock = threading.RLock()
 
 _initialized = False
 _library_ids = itertools.count()
+_binding: Any = None  # llvmlite.binding once imported
+
+# name -> address of every symbol registered with `register_symbol`, kept here so the native
+# loader resolves them without LLVM, and handed to LLVM when it is loaded.
+_registered_symbols: dict[str, int] = {}
+_symbols_lock = threading.Lock()
+
+
+def binding():
+    """``llvmlite.binding``, imported (and the native target initialized) on first call."""
+    if not _initialized:
+        _ensure_initialized()
+    return _binding
 
 
 def _ensure_initialized() -> None:
-    """Initialize the native target and asm printer once (llvm.initialize() raises in 0.50)."""
-    global _initialized
+    """Import llvmlite.binding and initialize the native target and asm printer once.
+
+    (``llvm.initialize()`` raises in llvmlite 0.50.)  Symbols registered before LLVM was
+    loaded are added to its table here, so MCJIT resolves them too.
+    """
+    global _initialized, _binding
     if _initialized:
         return
     with llvm_lock:
         if not _initialized:
-            llvm.initialize_native_target()
-            llvm.initialize_native_asmprinter()
-            llvm.initialize_native_asmparser()
+            import llvmlite.binding as llvm_binding
+
+            llvm_binding.initialize_native_target()
+            llvm_binding.initialize_native_asmprinter()
+            llvm_binding.initialize_native_asmparser()
+            with _symbols_lock:
+                for name, address in _registered_symbols.items():
+                    llvm_binding.add_symbol(name, address)
+                _binding = llvm_binding
             _initialized = True
 
 
 @functools.cache
 def host_cpu_name() -> str:
-    _ensure_initialized()
-    return llvm.get_host_cpu_name()
+    return binding().get_host_cpu_name()
 
 
 @functools.cache
 def host_cpu_features() -> str:
-    _ensure_initialized()
-    return llvm.get_host_cpu_features().flatten()
+    return binding().get_host_cpu_features().flatten()
 
 
 def _new_target_machine(opt: int = 3) -> "llvm.TargetMachine":
-    _ensure_initialized()
+    llvm = binding()
     target = llvm.Target.from_triple(llvm.get_process_triple())
     return target.create_target_machine(
         cpu=host_cpu_name(), features=host_cpu_features(), opt=opt, jit=True
@@ -133,7 +178,7 @@ def set_function_string_attribute(fn: ir.Function, key: str, value: str) -> None
     set.add(fn.attributes, f'"{key}"="{value}"')
 
 
-def set_prefer_vector_width(fn: ir.Function, bits: int = 512) -> None:
+def set_prefer_vector_width(fn: "ir.Function", bits: int = 512) -> None:
     """Ask the vectorizers for ``bits``-wide vectors in ``fn``.
 
     On AVX-512 hosts LLVM defaults to 256-bit vectors.  Measured on znver4,
@@ -148,7 +193,10 @@ def set_prefer_vector_width(fn: ir.Function, bits: int = 512) -> None:
 
 def register_symbol(name: str, address: int) -> None:
     """Make ``name`` resolve to ``address`` for code loaded afterwards."""
-    llvm.add_symbol(name, address)
+    with _symbols_lock:
+        _registered_symbols[name] = address
+        if _binding is not None:
+            _binding.add_symbol(name, address)
 
 
 # ---------------------------------------------------------------------------
@@ -156,6 +204,7 @@ def register_symbol(name: str, address: int) -> None:
 
 
 def _parse(module: ModuleLike, context) -> "llvm.ModuleRef":
+    llvm = binding()
     if isinstance(module, llvm.ModuleRef):
         return module
     text = str(module)
@@ -171,6 +220,7 @@ def _prepare(mod: "llvm.ModuleRef", tm: "llvm.TargetMachine") -> None:
 
 def _run_passes(mod: "llvm.ModuleRef", tm: "llvm.TargetMachine", speed_level: int) -> None:
     # A fresh PassBuilder per run: see the module docstring on why it is not reused.
+    llvm = binding()
     pto = llvm.create_pipeline_tuning_options(speed_level=speed_level)
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -188,6 +238,7 @@ def optimize(module: ModuleLike, *, speed_level: int = 3, context=None) -> "llvm
     (optimized in place and returned).  Text is parsed into ``context`` (a
     fresh private context when None).
     """
+    llvm = binding()
     with llvm_lock:
         if context is None and not isinstance(module, llvm.ModuleRef):
             context = llvm.create_context()
@@ -207,11 +258,267 @@ def _external_symbols(mod: "llvm.ModuleRef") -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------
+# Symbol resolution without LLVM
+
+
+class _UnsupportedObject(Exception):
+    """The native loader cannot load this object here; MCJIT can (or reports the real error)."""
+
+
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The process' global scope (libc, libm, libpython, ...) with dlsym/dladdr/mprotect typed."""
+    process = ctypes.CDLL(None, use_errno=True)
+    process.dlsym.restype = ctypes.c_void_p
+    process.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    process.dladdr.restype = ctypes.c_int
+    process.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
+    process.mprotect.restype = ctypes.c_int
+    process.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return process
+
+
+@functools.cache
+def _library_handle(path: str) -> int:
+    """A dlopen handle for `path` (the file's existing handle when it is already loaded)."""
+    return ctypes.CDLL(path)._handle
+
+
+def _process_symbol(name: str) -> int | None:
+    libc = _libc()
+    return libc.dlsym(libc._handle, name.encode()) or None
+
+
+def _resolve_symbol(name: str, libraries: tuple[str, ...]) -> int | None:
+    """The address `name` resolves to for loaded code, in MCJIT's order (see the module docstring)."""
+    address = _registered_symbols.get(name)
+    if address is not None:
+        return address
+    if _binding is not None:
+        address = _binding.address_of_symbol(name)
+        if address:
+            return address
+    address = _process_symbol(name)
+    if address:
+        return address
+    for path in libraries:
+        try:
+            handle = _library_handle(path)
+        except OSError:
+            continue
+        libc = _libc()
+        address = libc.dlsym(handle, name.encode())
+        if address:
+            return address
+    return None
+
+
+def _defining_file(address: int) -> str | None:
+    """The shared object `address` lies in (dladdr), None if unknown."""
+    info = _DlInfo()
+    if not _libc().dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
+        return None
+    return info.dli_fname.decode(errors="surrogateescape")
+
+
+# ---------------------------------------------------------------------------
+# The native object loader (ELF64 x86-64 relocatable objects)
+
+_NATIVE_LOADER = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
+_ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
+_SECTION_HEADER = struct.Struct("<IIQQQQIIQQ")
+_SYMBOL = struct.Struct("<IBBHQQ")
+_RELA = struct.Struct("<QQq")
+_SHT_PROGBITS, _SHT_SYMTAB, _SHT_RELA, _SHT_NOBITS, _SHT_REL = 1, 2, 4, 8, 9
+_SHT_INIT_ARRAY, _SHT_FINI_ARRAY, _SHT_PREINIT_ARRAY = 14, 15, 16
+_SHF_WRITE, _SHF_ALLOC, _SHF_EXECINSTR, _SHF_TLS = 0x1, 0x2, 0x4, 0x400
+_SHN_UNDEF, _SHN_LORESERVE, _SHN_ABS = 0, 0xFF00, 0xFFF1
+_STB_LOCAL, _STB_WEAK = 0, 2
+_STT_TLS = 6
+# x86-64 relocation types: name, width in bytes, PC-relative, signed range check.
+_RELOCATIONS = {
+    1: ("R_X86_64_64", 8, False),
+    2: ("R_X86_64_PC32", 4, True),
+    4: ("R_X86_64_PLT32", 4, True),  # a direct call: the callee's address, PC-relative
+    10: ("R_X86_64_32", 4, False),
+    11: ("R_X86_64_32S", 4, False),
+    24: ("R_X86_64_PC64", 8, True),
+}
+_PROT_READ, _PROT_WRITE, _PROT_EXEC = 1, 2, 4
+
+
+def _c_string(table: bytes, offset: int) -> str:
+    end = table.index(b"\0", offset)
+    return table[offset:end].decode("utf-8", "surrogateescape")
+
+
+class _NativeImage:
+    """An ELF relocatable object laid out in fresh pages, relocated, code made read+execute.
+
+    Allocated sections go into two anonymous mappings: code and read-only
+    data (made read+execute once relocated, never writable and executable at
+    once) and writable data.  ``.eh_frame`` is not loaded: nothing unwinds
+    through generated code.  Anything else unusual raises `_UnsupportedObject`.
+    """
+
+    def __init__(self, obj: bytes, libraries: tuple[str, ...]):
+        if not _NATIVE_LOADER:
+            raise _UnsupportedObject("not x86-64 Linux")
+        try:
+            self._load(obj, libraries)
+        except (struct.error, IndexError, ValueError) as error:
+            self.close()
+            raise _UnsupportedObject(f"malformed object: {error}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, obj: bytes, libraries: tuple[str, ...]) -> None:
+        self._maps: list[mmap.mmap] = []
+        header = _ELF_HEADER.unpack_from(obj, 0)
+        ident, e_type, machine, shoff, shentsize, shnum, shstrndx = (
+            header[0], header[1], header[2], header[6], header[11], header[12], header[13])
+        if ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] != 1 or e_type != 1 or machine != 62:
+            raise _UnsupportedObject("not an ELF64 little-endian x86-64 relocatable object")
+        if shentsize != _SECTION_HEADER.size or shnum == 0 or shstrndx >= _SHN_LORESERVE:
+            raise _UnsupportedObject("unexpected section table")
+        sections = [_SECTION_HEADER.unpack_from(obj, shoff + i * shentsize) for i in range(shnum)]
+        names_offset, names_size = sections[shstrndx][4], sections[shstrndx][5]
+        section_names = obj[names_offset:names_offset + names_size]
+
+        # Place the allocated sections: code and constants in one mapping, writable data in another.
+        placement: dict[int, tuple[int, int]] = {}  # section index -> (mapping 0/1, offset)
+        sizes = [0, 0]
+        for index, (name_at, kind, flags, _, _, size, _, _, align, _) in enumerate(sections):
+            if not flags & _SHF_ALLOC:
+                continue
+            name = _c_string(section_names, name_at)
+            if name == ".eh_frame":
+                continue
+            if flags & _SHF_TLS or kind in (_SHT_INIT_ARRAY, _SHT_FINI_ARRAY, _SHT_PREINIT_ARRAY):
+                raise _UnsupportedObject(f"section {name} (kind {kind}) needs a full linker")
+            if kind not in (_SHT_PROGBITS, _SHT_NOBITS):
+                raise _UnsupportedObject(f"allocated section {name} of kind {kind}")
+            align = max(align, 1)
+            if align > mmap.PAGESIZE:
+                raise _UnsupportedObject(f"section {name} aligned to {align} bytes")
+            which = 1 if flags & _SHF_WRITE else 0
+            offset = -(-sizes[which] // align) * align
+            placement[index] = (which, offset)
+            sizes[which] = offset + size
+        bases = [0, 0]
+        for which in (0, 1):
+            if sizes[which]:
+                # Private: a forked child gets its own copy of writable data, as with MCJIT's memory.
+                mapping = mmap.mmap(-1, sizes[which], flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                                    prot=_PROT_READ | _PROT_WRITE)
+                anchor = ctypes.c_char.from_buffer(mapping)
+                bases[which] = ctypes.addressof(anchor)
+                del anchor  # the mapping can only be closed once no buffer export remains
+                self._maps.append(mapping)
+            else:
+                self._maps.append(None)
+        for index, (which, offset) in placement.items():
+            _, kind, _, _, file_offset, size, *_ = sections[index]
+            if kind == _SHT_PROGBITS and size:
+                if file_offset + size > len(obj):
+                    raise ValueError(f"section {index} runs past the end of the object")
+                self._maps[which][offset:offset + size] = obj[file_offset:file_offset + size]
+
+        def section_address(index: int) -> int:
+            which, offset = placement[index]
+            return bases[which] + offset
+
+        # Symbols: addresses of the defined ones, resolution of the undefined ones.
+        symtab_index = next((i for i, s in enumerate(sections) if s[1] == _SHT_SYMTAB), None)
+        if symtab_index is None:
+            raise _UnsupportedObject("no symbol table")
+        _, _, _, _, symtab_offset, symtab_size, strtab_index, _, _, entsize = sections[symtab_index]
+        strtab = obj[sections[strtab_index][4]:sections[strtab_index][4] + sections[strtab_index][5]]
+        symbol_addresses: list[int | None] = []
+        self.exports: dict[str, int] = {}
+        unresolved: list[str] = []
+        for position in range(symtab_size // entsize):
+            name_at, info, _, shndx, value, _ = _SYMBOL.unpack_from(obj, symtab_offset + position * entsize)
+            name = _c_string(strtab, name_at)
+            binding_kind, symbol_kind = info >> 4, info & 0xF
+            if symbol_kind == _STT_TLS:
+                raise _UnsupportedObject(f"thread-local symbol {name}")
+            if shndx == _SHN_UNDEF:
+                address = _resolve_symbol(name, libraries) if name else 0
+                if address is None:
+                    if binding_kind == _STB_WEAK:
+                        address = 0
+                    else:
+                        unresolved.append(name)
+            elif shndx == _SHN_ABS:
+                address = value
+            elif shndx >= _SHN_LORESERVE:
+                raise _UnsupportedObject(f"symbol {name} in special section {shndx:#x}")
+            elif shndx in placement:
+                address = section_address(shndx) + value
+            else:
+                address = None  # in a section that is not loaded (.eh_frame, debug info)
+            symbol_addresses.append(address)
+            if binding_kind != _STB_LOCAL and shndx != _SHN_UNDEF and address is not None and name:
+                self.exports[name] = address
+        if unresolved:
+            raise _UnsupportedObject(f"symbols not found without LLVM: {', '.join(unresolved)}")
+
+        # Relocations of the loaded sections.
+        for kind_sections in sections:
+            _, kind, _, _, rela_offset, rela_size, _, target, _, rela_entsize = kind_sections
+            if kind == _SHT_REL and target in placement:
+                raise _UnsupportedObject("REL relocations")
+            if kind != _SHT_RELA or target not in placement:
+                continue
+            which, section_offset = placement[target]
+            target_size = sections[target][5]
+            mapping, base = self._maps[which], bases[which]
+            for position in range(rela_size // rela_entsize):
+                where, info, addend = _RELA.unpack_from(obj, rela_offset + position * rela_entsize)
+                relocation = _RELOCATIONS.get(info & 0xFFFFFFFF)
+                if relocation is None:
+                    raise _UnsupportedObject(f"relocation type {info & 0xFFFFFFFF}")
+                kind_name, width, pc_relative = relocation
+                symbol = symbol_addresses[info >> 32]
+                if symbol is None:
+                    raise _UnsupportedObject(f"{kind_name} against a symbol in a section that is not loaded")
+                if where + width > target_size:
+                    raise ValueError("relocation outside its section")
+                offset = section_offset + where
+                value = symbol + addend - (base + offset if pc_relative else 0)
+                if width == 8:
+                    struct.pack_into("<Q", mapping, offset, value & 0xFFFFFFFFFFFFFFFF)
+                elif kind_name == "R_X86_64_32" and 0 <= value < 2**32:
+                    struct.pack_into("<I", mapping, offset, value)
+                elif kind_name != "R_X86_64_32" and -2**31 <= value < 2**31:
+                    struct.pack_into("<i", mapping, offset, value)
+                else:
+                    raise _UnsupportedObject(f"{kind_name} target out of range")
+
+        if self._maps[0] is not None:
+            if _libc().mprotect(bases[0], len(self._maps[0]), _PROT_READ | _PROT_EXEC) != 0:
+                raise _UnsupportedObject(f"mprotect failed: errno {ctypes.get_errno()}")
+
+    def close(self) -> None:
+        for mapping in getattr(self, "_maps", ()):
+            if mapping is not None:
+                mapping.close()
+        self._maps = []
+
+
+# ---------------------------------------------------------------------------
 # Compiled code
 
 
 class CompiledLibrary:
-    """Native code for one LLVM module, owned by one MCJIT engine.
+    """Native code for one LLVM module, loaded by the native loader or owned by one MCJIT engine.
 
     The code is freed when this object is garbage-collected or :meth:`close`
     is called; addresses from :meth:`get_function_address` are valid only
@@ -220,13 +527,14 @@ class CompiledLibrary:
     ``module`` may be IR text, an ``llvmlite.ir.Module`` (both parsed into a
     private context) or a ``ModuleRef`` (optimized in place, left to the
     caller).  ``timings`` holds seconds per phase: ``parse`` (IR printing,
-    parse and verify),
-    ``optimize``, ``codegen`` (instruction selection to object bytes) and
-    ``load`` (relocation and symbol resolution), plus ``total``.
+    parse and verify), ``optimize``, ``codegen`` (instruction selection to
+    object bytes) and ``load`` (relocation and symbol resolution), plus
+    ``total``.
     """
 
     def __init__(self, module: ModuleLike, *, speed_level: int = 3, name: str | None = None):
         t0 = time.perf_counter()
+        llvm = binding()
         with llvm_lock:
             context = None if isinstance(module, llvm.ModuleRef) else llvm.create_context()
             mod = _parse(module, context)
@@ -242,7 +550,7 @@ class CompiledLibrary:
             externals = _external_symbols(mod)
             del mod, context
         t3b = time.perf_counter()
-        self._init_from_object(obj, name, externals)
+        self._init_from_object(obj, name, externals, ())
         t4 = time.perf_counter()
         self.timings: dict[str, float] = {
             "parse": t1 - t0,
@@ -254,32 +562,63 @@ class CompiledLibrary:
 
     @classmethod
     def from_object(
-        cls, obj: bytes, *, name: str | None = None, external_symbols: tuple[str, ...] = ()
+        cls,
+        obj: bytes,
+        *,
+        name: str | None = None,
+        external_symbols: tuple[str, ...] = (),
+        external_libraries: tuple[str, ...] = (),
     ) -> "CompiledLibrary":
         """Load previously emitted object bytes (:meth:`object_code`), e.g. from a disk cache.
 
         The object must have been produced for this host CPU.  Pass the
         original library's :attr:`external_symbols` (store them with the
-        object) so a missing one (say BLAS not yet loaded in this process:
-        call ``blas.blas_library()`` first) raises here instead of crashing
-        at call time.  ``llvm_ir_optimized`` and :meth:`asm` are unavailable.
+        object) so a missing one raises here instead of crashing at call
+        time, and its :attr:`external_libraries`, so symbols that only a
+        library loaded into LLVM provided (BLAS) resolve without LLVM.
+        ``llvm_ir_optimized`` and :meth:`asm` are unavailable.
         """
         t0 = time.perf_counter()
         self = cls.__new__(cls)
         self._ir = None
-        self._init_from_object(bytes(obj), name, tuple(external_symbols))
+        self._init_from_object(bytes(obj), name, tuple(external_symbols), tuple(external_libraries))
         t1 = time.perf_counter()
         self.timings = {"parse": 0.0, "optimize": 0.0, "codegen": 0.0, "load": t1 - t0, "total": t1 - t0}
         return self
 
-    def _init_from_object(self, obj: bytes, name: str | None, externals: tuple[str, ...]) -> None:
+    def _init_from_object(self, obj: bytes, name: str | None, externals: tuple[str, ...],
+                          libraries: tuple[str, ...]) -> None:
         self.name = name or f"hlojit_lib{next(_library_ids)}"
         self._obj = obj
         self._addresses: dict[str, int] = {}
         #: Symbols the code imports from the process (libm, BLAS, registered ones).
         self.external_symbols = externals
         self._engine = None
+        self._image: _NativeImage | None = None
+        self._libraries = libraries
+        #: How the code was loaded: "native" (hlojit's loader) or "mcjit".
+        self.loader = "native"
+        try:
+            missing = [s for s in externals if _resolve_symbol(s, libraries) is None]
+            if missing:
+                raise _UnsupportedObject(f"symbols not found without LLVM: {', '.join(missing)}")
+            image = _NativeImage(obj, libraries)
+        except _UnsupportedObject:
+            self.loader = "mcjit"
+            self._engine = self._load_with_mcjit(obj, externals, libraries)
+            return
+        self._image = image
+        self._addresses.update(image.exports)
+
+    def _load_with_mcjit(self, obj: bytes, externals: tuple[str, ...], libraries: tuple[str, ...]):
+        llvm = binding()
         with llvm_lock:
+            for path in libraries:  # make their symbols visible to MCJIT's resolver, as BLAS is
+                if any(not llvm.address_of_symbol(s) for s in externals):
+                    try:
+                        llvm.load_library_permanently(path)
+                    except RuntimeError:
+                        pass  # reported below as the symbols it should have provided
             # MCJIT needs a module to start from; an empty one in the global
             # context interns nothing.  It takes ownership of its own TM.
             engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _new_target_machine())
@@ -292,23 +631,42 @@ class CompiledLibrary:
                 raise RuntimeError(f"unresolved external symbols in {self.name}: {', '.join(missing)}")
             engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             engine.finalize_object()
-        self._engine = engine
+        return engine
 
     # -- queries -----------------------------------------------------------
 
     @property
     def closed(self) -> bool:
-        return self._engine is None
+        return self._engine is None and self._image is None
+
+    @property
+    def external_libraries(self) -> tuple[str, ...]:
+        """The shared objects defining the external symbols not registered with `register_symbol`.
+
+        Store them with the object code and pass them to :meth:`from_object`: a
+        library LLVM loaded in this process (numpy's bundled OpenBLAS, opened
+        with ``RTLD_GLOBAL``) may be in no global scope in the next one.
+        """
+        libraries = set(self._libraries)
+        for symbol in self.external_symbols:
+            if symbol in _registered_symbols:
+                continue
+            address = _resolve_symbol(symbol, self._libraries)
+            path = _defining_file(address) if address else None
+            if path:
+                libraries.add(path)
+        return tuple(sorted(libraries))
 
     def get_function_address(self, name: str) -> int:
         """The address of an exported symbol; KeyError if it is not defined."""
         addr = self._addresses.get(name)
         if addr is not None:
             return addr
-        if self._engine is None:
+        if self.closed:
             raise RuntimeError(f"library {self.name} is closed")
-        with llvm_lock:
-            addr = self._engine.get_function_address(name)
+        if self._engine is not None:
+            with llvm_lock:
+                addr = self._engine.get_function_address(name)
         if not addr:
             raise KeyError(f"symbol {name!r} not found in {self.name}")
         self._addresses[name] = addr
@@ -323,6 +681,7 @@ class CompiledLibrary:
     def asm(self) -> str:
         """Host assembly of the optimized module (re-emitted on demand)."""
         ir_text = self.llvm_ir_optimized
+        llvm = binding()
         with llvm_lock:
             mod = llvm.parse_assembly(ir_text, context=llvm.create_context())
             return host_target_machine().emit_assembly(mod)
@@ -334,7 +693,10 @@ class CompiledLibrary:
     def close(self) -> None:
         """Free the code now.  Idempotent."""
         engine, self._engine = self._engine, None
+        image, self._image = self._image, None
         self._addresses.clear()
+        if image is not None:
+            image.close()
         if engine is not None:
             with llvm_lock:
                 engine.close()

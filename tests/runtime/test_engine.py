@@ -71,9 +71,9 @@ def rss_bytes() -> int:
 
 
 def test_import_does_not_initialize_llvm():
-    code = "import hlojit.runtime.engine as e; print(e._initialized)"
+    code = "import sys, hlojit.runtime.engine as e; print(e._initialized, 'llvmlite.binding' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 def test_host_target_machine_is_cached_and_native():
@@ -161,10 +161,87 @@ def test_object_reload_in_fresh_process(tmp_path):
         "import ctypes, sys; from hlojit.runtime.engine import CompiledLibrary;"
         f"lib = CompiledLibrary.from_object(open({str(path)!r}, 'rb').read());"
         "f = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(lib.get_function_address('add_one'));"
-        "print(f(1))"
+        "print(f(1), lib.loader, 'llvmlite.binding' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "2"
+    result, loader, imported_llvm = out.stdout.split()
+    assert result == "2"
+    if engine._NATIVE_LOADER:  # loading object code needs no LLVM
+        assert loader == "native" and imported_llvm == "False"
+
+
+NATIVE_ONLY = pytest.mark.skipif(not engine._NATIVE_LOADER, reason="the native loader is for x86-64 Linux")
+
+# Writable data, read-only vector constants, a call through a registered symbol and one into libm:
+# every kind of section and symbol the native loader places or resolves.
+SECTIONS_AND_SYMBOLS = """
+@counter = global i64 5
+declare double @cos(double)
+declare i64 @hlojit_test_plus_one(i64)
+define i64 @bump() {
+  %old = load i64, ptr @counter
+  %new = call i64 @hlojit_test_plus_one(i64 %old)
+  store i64 %new, ptr @counter
+  ret i64 %new
+}
+define double @cos_plus(double %x) {
+  %y = call double @cos(double %x)
+  %z = fadd double %y, 0.25
+  ret double %z
+}
+define void @scale4(ptr noalias %p) {
+  %v = load <4 x float>, ptr %p
+  %w = fmul <4 x float> %v, <float 1.0, float 2.0, float 3.0, float 4.0>
+  store <4 x float> %w, ptr %p
+  ret void
+}
+"""
+
+
+def _exercise_sections_and_symbols(lib: CompiledLibrary) -> None:
+    bump = ctypes.CFUNCTYPE(ctypes.c_int64)(lib.get_function_address("bump"))
+    assert [bump(), bump()] == [6, 7]  # the global is writable and keeps its value
+    cos_plus = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(lib.get_function_address("cos_plus"))
+    assert cos_plus(0.5) == pytest.approx(np.cos(0.5) + 0.25, rel=1e-15)
+    data = np.ones(4, np.float32)
+    ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lib.get_function_address("scale4"))(data.ctypes.data)
+    np.testing.assert_array_equal(data, [1, 2, 3, 4])
+
+
+@pytest.fixture
+def plus_one_symbol():
+    callback = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(lambda v: v + 1)
+    engine.register_symbol("hlojit_test_plus_one", ctypes.cast(callback, ctypes.c_void_p).value)
+    yield callback
+
+
+@NATIVE_ONLY
+def test_the_native_loader_places_every_section_and_resolves_every_symbol(plus_one_symbol):
+    built = CompiledLibrary(SECTIONS_AND_SYMBOLS)
+    assert built.loader == "native"
+    _exercise_sections_and_symbols(built)
+    loaded = CompiledLibrary.from_object(built.object_code(), external_symbols=built.external_symbols,
+                                         external_libraries=built.external_libraries)
+    assert loaded.loader == "native"
+    _exercise_sections_and_symbols(loaded)  # its own copy of the global: 5 again
+    assert "libm" in " ".join(built.external_libraries)  # where cos came from, for the next process
+
+
+def test_objects_the_native_loader_refuses_go_to_mcjit(plus_one_symbol, monkeypatch):
+    monkeypatch.setattr(engine, "_NATIVE_LOADER", False)  # as on a platform it does not handle
+    lib = CompiledLibrary(SECTIONS_AND_SYMBOLS)
+    assert lib.loader == "mcjit"
+    _exercise_sections_and_symbols(lib)
+    # Loading an object with MCJIT makes the libraries it names visible to LLVM's resolver.
+    loaded = CompiledLibrary.from_object(lib.object_code(), external_symbols=lib.external_symbols,
+                                         external_libraries=lib.external_libraries)
+    assert loaded.loader == "mcjit"
+    _exercise_sections_and_symbols(loaded)
+    monkeypatch.undo()
+    corrupt = bytearray(lib.object_code())
+    corrupt[18] ^= 0xFF  # e_machine: not x86-64 any more
+    with pytest.raises(engine._UnsupportedObject):
+        engine._NativeImage(bytes(corrupt), ())
 
 
 def test_close_is_idempotent_and_blocks_lookups():
