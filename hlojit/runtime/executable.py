@@ -31,6 +31,20 @@ Calling an executable takes one of two paths:
      array, or a Python tuple of them for tuple results.
 
 Both paths return the same values and raise the same errors.
+
+**Donation.** An executable whose signature has `aliases` (from the HLO
+module's ``input_output_alias``, i.e. ``donate_argnums``, as far as the buffer
+plan honoured them: `hlojit.compiler.buffers`) always takes the validating
+path. There, for each (result leaf, parameter leaf) pair, the donated
+argument's memory is passed as that result's buffer and the argument array
+itself is returned as the result: no allocation, and the caller must not use
+the donated array's old contents afterwards. A donated array must be
+writeable (else `ValueError` naming the argument, before anything runs).
+Donation is otherwise best-effort, as in JAX: when the argument's memory
+cannot be used as it is (it needed a copy to be dense, it was a scalar, or
+it overlaps another argument, which the code may still read), the result is
+computed into fresh memory instead, which is always correct because the
+buffer plan never relies on the aliasing taking place.
 """
 
 from __future__ import annotations
@@ -71,7 +85,9 @@ class EntrySignature:
     `parameter_shapes` and `parameter_names` are per flattened parameter leaf
     (ABI layouts); `argument_shapes` the entry parameters as declared (tuples
     kept); `result_shape` the entry result (possibly a tuple); `scratch_size`
-    the bytes of scratch arena the entry needs; `name` the module's name.
+    the bytes of scratch arena the entry needs; `name` the module's name;
+    `aliases` the (result leaf, parameter leaf) pairs whose result may be
+    written into the donated parameter's memory (see the module docstring).
     """
 
     entry_name: str
@@ -81,6 +97,7 @@ class EntrySignature:
     result_shape: Shape
     scratch_size: int
     name: str
+    aliases: tuple[tuple[int, int], ...] = ()
 
     @property
     def result_shapes(self) -> tuple[ArrayShape, ...]:
@@ -101,6 +118,7 @@ class EntrySignature:
             "result_shape": shape_to_text(self.result_shape),
             "scratch_size": self.scratch_size,
             "name": self.name,
+            "aliases": [list(pair) for pair in self.aliases],
         }
 
     @classmethod
@@ -114,6 +132,7 @@ class EntrySignature:
             result_shape=parse_shape(data["result_shape"]),
             scratch_size=int(data["scratch_size"]),
             name=str(data["name"]),
+            aliases=tuple((int(result), int(parameter)) for result, parameter in data.get("aliases", ())),
         )
 
 
@@ -305,6 +324,7 @@ class _ValidatedCall:
             for s in signature.result_shapes
         )
         self._scratch_size = signature.scratch_size
+        self._aliases = signature.aliases
         self._per_thread = threading.local()
         self._data_pointer = _data_pointer_reader()
 
@@ -314,7 +334,8 @@ class _ValidatedCall:
         if self._has_tuple_arguments:
             args = self._flatten_arguments(args)
         inputs = [slot.to_buffer(value) for slot, value in zip(self._parameters, args)]
-        results, physical_results = self._allocate_results()
+        donated = self._donated_results(args, inputs) if self._aliases else {}
+        results, physical_results = self._allocate_results(donated)
         parameter_pointers, result_pointers, arena = self._thread_buffers()
         data = self._data_pointer
         for i, array in enumerate(inputs):
@@ -375,9 +396,49 @@ class _ValidatedCall:
             walk(value, shape, f"argument {i}")
         return flat
 
-    def _allocate_results(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _donated_results(
+        self, args: Sequence[Any], inputs: Sequence[np.ndarray]
+    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Result leaf -> (result array, its dense buffer) taken over from a donated argument.
+
+        Raises ValueError for a read-only donated array; skips (the result is
+        allocated as usual) donations whose memory is not the caller's array
+        as it is, or overlaps another argument. See the module docstring.
+        """
+        for result, parameter in self._aliases:
+            value = args[parameter]
+            if isinstance(value, np.ndarray) and not value.flags.writeable:
+                raise ValueError(
+                    f"{self._parameters[parameter].where()} is donated (its memory becomes result {result}) "
+                    f"but the array is read-only; pass a writeable array or do not donate it"
+                )
+        data = self._data_pointer
+        donated = {}
+        for result, parameter in self._aliases:
+            value, buffer = args[parameter], inputs[parameter]
+            if not buffer.flags.writeable or any(
+                other_parameter != parameter and np.may_share_memory(buffer, other)
+                for other_parameter, other in enumerate(inputs)
+            ):
+                continue  # another argument may still be read from this memory: allocate instead
+            if isinstance(value, np.ndarray) and data(value) == data(buffer):
+                logical = value  # the donated array itself, whatever its layout
+            else:  # a dense copy made for this call (or a scalar): fresh memory, usable as the result
+                to_logical = self._result_layouts[result][2]
+                logical = buffer if to_logical is None else buffer.transpose(to_logical)
+            donated[result] = (logical, buffer)
+        return donated
+
+    def _allocate_results(
+        self, donated: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         logical, physical = [], []
-        for dims, dtype, to_logical in self._result_layouts:
+        for index, (dims, dtype, to_logical) in enumerate(self._result_layouts):
+            if donated and index in donated:
+                result, buffer = donated[index]
+                logical.append(result)
+                physical.append(buffer)
+                continue
             buffer = np.empty(dims, dtype=dtype)
             physical.append(buffer)
             logical.append(buffer if to_logical is None else buffer.transpose(to_logical))
@@ -416,7 +477,8 @@ class Executable:
     the entry result (possibly a tuple), all with layouts.
 
     Calling ``exe(*args)`` goes to `fast_call` when the library has the fast
-    call wrapper (`fast_call_symbol`), else to `validated_call`.  `from_cache`
+    call wrapper (`fast_call_symbol`) and the executable donates no argument
+    (`aliases`), else to `validated_call`.  `from_cache`
     says whether the code came from the persistent compilation cache.
     """
 
@@ -441,6 +503,7 @@ class Executable:
         fast_call_symbol: str | None = None,
         llvm_opt_level: int = 3,
         from_cache: bool = False,
+        aliases: Sequence[tuple[int, int]] = (),
     ):
         self.signature = EntrySignature(
             entry_name=entry_name,
@@ -450,6 +513,7 @@ class Executable:
             result_shape=result_shape,
             scratch_size=int(scratch_size),
             name=name or entry_name,
+            aliases=tuple((int(result), int(parameter)) for result, parameter in aliases),
         )
         self._library = library
         self.llvm_ir = llvm_ir
@@ -476,7 +540,9 @@ class Executable:
                 address, self.signature.name, functools.partial(_convert_and_retry, validated, retry),
                 validated.report_failure, state, keepalive=library,
             )
-        self._call = self.fast_call if self.fast_call is not None else self.validated_call
+        # Donating executables take the validating path, which reuses donated arguments' memory.
+        use_fast_call = self.fast_call is not None and not self.signature.aliases
+        self._call = self.fast_call if use_fast_call else self.validated_call
 
     @classmethod
     def from_signature(cls, library: CompiledLibrary, signature: EntrySignature, **options: Any) -> Executable:
@@ -490,6 +556,7 @@ class Executable:
             signature.scratch_size,
             name=signature.name,
             argument_shapes=signature.argument_shapes,
+            aliases=signature.aliases,
             **options,
         )
 
@@ -527,13 +594,18 @@ class Executable:
         return self.signature.scratch_size
 
     @property
+    def aliases(self) -> tuple[tuple[int, int], ...]:
+        """(result leaf, parameter leaf) pairs whose result reuses the donated argument's memory."""
+        return self.signature.aliases
+
+    @property
     def releases_gil(self) -> bool:
         """Whether calls release the GIL while the native code runs.
 
         The validating path always does (ctypes); the fast path only for
         calls moving at least `fastcall.GIL_RELEASE_MIN_BYTES` of data.
         """
-        if self.fast_call is None:
+        if self.fast_call is None or self.signature.aliases:
             return True
         return fastcall.releases_gil(self.signature.parameter_shapes, self.signature.result_shapes)
 

@@ -56,6 +56,11 @@ def _still_works(executable) -> None:
     (X.tolist(), TypeError, ["parameter 0", "numpy array", "list"]),
     (X.astype(object), TypeError, ["parameter 0", "object"]),
     (np.zeros((0, 3), np.float32), ValueError, ["parameter 0", "(0, 3)"]),
+    (np.array(1.0, np.float32), ValueError, ["parameter 0", "f32[4,3]", "shape ()"]),
+    (np.float32(1), ValueError, ["parameter 0", "f32[4,3]", "scalar"]),
+    (1.0, TypeError, ["parameter 0", "f32[4,3]", "float"]),
+    (np.zeros((4, 3), [("a", "f4")]), TypeError, ["parameter 0", "f32[4,3]", "('a', '<f4')"]),
+    (memoryview(X), TypeError, ["parameter 0", "numpy array", "memoryview"]),
 ])
 def test_executable_rejects_bad_arguments_with_a_clear_error(add_two, bad, error, expected_words):
     with pytest.raises(error) as raised:
@@ -130,8 +135,12 @@ def test_donated_parameter_passed_twice_gives_the_right_result():
 ENTRY e { x = f32[4] parameter(0)  y = f32[4] parameter(1)  r = f32[4] reverse(y), dimensions={0}
   ROOT a = f32[4] add(x, r) }""")
     x = np.arange(4, dtype=np.float32)
-    np.testing.assert_array_equal(exe(x, x), x + x[::-1])
-    np.testing.assert_array_equal(exe(x, np.ones(4, np.float32)), x + 1)
+    expected = x + x[::-1]
+    np.testing.assert_array_equal(exe(x, x), expected)
+    expected = x + 1
+    result = exe(x, np.ones(4, np.float32))
+    np.testing.assert_array_equal(result, expected)
+    assert result is x, "the donated array holds the result"
 
 
 def test_scalar_and_zero_size_parameters():
@@ -139,9 +148,10 @@ def test_scalar_and_zero_size_parameters():
 ENTRY e { x = f32[] parameter(0)  ROOT r = f32[] multiply(x, x) }""")
     for value in (np.float32(3), np.array(3, np.float32), 3.0, 3):
         assert scalar(value) == 9
-    for bad in (True, np.float64(3), np.array([3], np.float32), "3"):
-        with pytest.raises((TypeError, ValueError), match="parameter 0"):
+    for bad in (True, np.float64(3), np.array([3], np.float32), "3", None, np.zeros((0,), np.float32)):
+        with pytest.raises((TypeError, ValueError), match=r"parameter 0 \(x\): expected f32\[\]"):
             scalar(bad)
+        assert scalar(np.float32(2)) == 4  # still works
     empty = compile_hlo("""HloModule z
 add { a = f32[] parameter(0)  b = f32[] parameter(1)  ROOT s = f32[] add(a, b) }
 ENTRY e { x = f32[0,3] parameter(0)  c = f32[] constant(0)
@@ -242,6 +252,7 @@ ENTRY e { x = f32[65536,65537] parameter(0)  ROOT r = f32[65536,65537] negate(x)
     assert "i64" in exe.llvm_ir and "65537" in exe.llvm_ir
     with pytest.raises(ValueError, match="f32\\[65536,65537\\]"):
         exe(np.zeros((2, 2), np.float32))
+    np.testing.assert_array_equal(compile_hlo(ADD)(X, Y), X + Y)  # hlojit still works
 
 
 @pytest.mark.parametrize("dims", ["4294967296,4294967296", "9223372036854775807,2", "99999999999999999999"])
@@ -250,6 +261,7 @@ def test_shapes_whose_byte_size_overflows_int64_are_rejected(dims, optimize):
     text = f"HloModule huge\nENTRY e {{ x = f32[{dims}] parameter(0)  ROOT r = f32[{dims}] negate(x) }}"
     with pytest.raises(HloVerifyError, match="bytes, more than a 64-bit size can hold"):
         compile_hlo(text, optimize=optimize, cache=False)
+    np.testing.assert_array_equal(compile_hlo(ADD, optimize=optimize)(X, Y), X + Y)  # hlojit still works
 
 
 # --- values ---------------------------------------------------------------------------------------
@@ -292,6 +304,23 @@ def test_argmax_with_nan_picks_the_first_nan():
     got_max, got_min = argmax(x)
     np.testing.assert_array_equal(got_max, np.argmax(x, axis=-1))
     np.testing.assert_array_equal(got_min, np.argmin(x, axis=-1))
+
+
+def test_reductions_with_nan_inf_and_denormals_match_numpy():
+    """max/min reductions propagate NaN as numpy does; sums keep denormals (no flush to zero)."""
+    @hlojit.jit
+    def reductions(x):
+        return np.max(x, axis=-1), np.min(x, axis=-1), np.sum(x, axis=-1), np.maximum.reduce(x, axis=0)
+
+    x = np.array([[1, np.nan, 5, 2], [np.inf, -np.inf, 0, 1], [1e-45, 1e-45, -0.0, 0.0],
+                  [-1e-40, 3, np.nan, np.inf], [-0.0, -0.0, -0.0, -0.0]], np.float32)
+    with np.errstate(invalid="ignore"):
+        want = (np.max(x, axis=-1), np.min(x, axis=-1), np.sum(x, axis=-1), np.maximum.reduce(x, axis=0))
+    for got, expected in zip(reductions(x), want):
+        assert np.array_equal(got, expected, equal_nan=True), (got, expected)
+    tiny = np.float32(1e-45)  # the smallest denormal
+    assert reductions(x)[2][2] == tiny * 2 and tiny * 2 > 0  # a denormal sum, not flushed to zero
+    np.testing.assert_array_equal(reductions(np.ones((2, 3), np.float32))[2], [3, 3])
 
 
 @pytest.mark.parametrize("dtype", ["s8", "s32", "s64", "u8", "u32"])

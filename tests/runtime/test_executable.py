@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -13,7 +14,7 @@ from hlojit.api import compile_hlo, load_hlo
 from hlojit.ir.errors import HloVerifyError
 from hlojit.ir.parser import parse_module, parse_shape
 from hlojit.runtime import cache
-from hlojit.runtime.executable import EntrySignature
+from hlojit.runtime.executable import EntrySignature, Executable
 from tests.conftest import CORPUS_DIR, assert_matches_xla, corpus_io, flatten_result
 
 AFFINE = """HloModule affine
@@ -227,6 +228,27 @@ def test_entry_signature_round_trips_through_json():
     )
     data = json.loads(json.dumps(signature.to_json()))
     assert EntrySignature.from_json(data) == signature
+    donating = dataclasses.replace(signature, aliases=((1, 0),))
+    assert EntrySignature.from_json(json.loads(json.dumps(donating.to_json()))) == donating
+    del data["aliases"]  # written before donation existed: no aliases
+    assert EntrySignature.from_json(data).aliases == ()
+
+
+def test_an_executable_with_aliases_runs_the_validating_path():
+    text = """HloModule donate, input_output_alias={ {}: (0, {}, may-alias) }
+ENTRY e { x = f32[4] parameter(0)  y = f32[4] parameter(1)  ROOT a = f32[4] add(x, y) }"""
+    plain = compile_hlo(text)
+    signature = dataclasses.replace(plain.signature, aliases=((0, 0),))
+    donating = Executable.from_signature(plain.library, signature, fast_call_symbol=plain.fast_call_symbol)
+    assert donating.aliases == ((0, 0),) and donating.releases_gil
+    x, y = np.arange(4, dtype=np.float32), np.ones(4, np.float32)
+    result = donating(x, y)
+    assert result is x
+    np.testing.assert_array_equal(x, [1, 2, 3, 4])
+    if donating.fast_call is not None:  # the fast path, called directly, allocates: still correct
+        fresh = donating.fast_call(x, y)
+        assert not np.shares_memory(fresh, x)
+        np.testing.assert_array_equal(fresh, [2, 3, 4, 5])
 
 
 def test_a_module_compiled_without_passes_is_still_verified():
