@@ -4,9 +4,11 @@
     python bench/bench_onnx.py --threads 1    # both runtimes single-threaded
 
 For each model: the median wall time per inference call (after a warm-up
-call), hlojit's compile time, the ratio hlojit / onnxruntime (below 1 means
-hlojit is faster), and the largest difference between the two outputs.
-onnxruntime runs with its default graph optimizations (ORT_ENABLE_ALL).
+call; the two runtimes alternate in rounds), hlojit's compile time, the ratio
+hlojit / onnxruntime (below 1 means hlojit is faster), and the largest
+difference between the two outputs. onnxruntime runs with its default graph
+optimizations (ORT_ENABLE_ALL). `make bench` (bench/run.py) runs the same
+models through `prepare_model`, at 1 thread and at the default thread count.
 
 Not a test: numbers drift between runs and machines; compare within one run.
 On a loaded 2-core machine OpenBLAS's default threads (which hlojit's GEMM
@@ -45,7 +47,9 @@ def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeat
     return statistics.median(times)
 
 
-def _format(seconds: float) -> str:
+def _format(seconds: float | None) -> str:
+    if seconds is None:
+        return f"{'-':>12s}"
     return f"{seconds * 1e3:9.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.1f} us"
 
 
@@ -71,60 +75,113 @@ def export(module, shape: tuple[int, ...], opset: int) -> bytes:
 
 # --- running ---------------------------------------------------------------------------------------
 
+SYSTEMS = ("hlojit", "onnxruntime")
+"""The columns of the ONNX benchmark, in table order."""
+
+RTOL = ATOL = 1e-4
+"""How far hlojit's output may be from onnxruntime's before it is reported wrong, not timed."""
+
 
 @dataclass
-class Result:
-    name: str
-    compile_seconds: float
-    hlojit_seconds: float
-    onnxruntime_seconds: float
-    max_abs_diff: float
+class Prepared:
+    """One runtime ready to be timed on one exported model.
 
-    @property
-    def ratio(self) -> float:
-        return self.hlojit_seconds / self.onnxruntime_seconds
+    `call` runs one inference (None unless `status` is "ok"); `compile_seconds` is hlojit's
+    load + first call (import and compilation) or onnxruntime's session creation + first run;
+    `max_abs_diff` hlojit's largest difference from onnxruntime (None for onnxruntime).
+    """
+
+    system: str
+    status: str
+    call: Callable[[], object] | None = None
+    compile_seconds: float | None = None
+    max_abs_diff: float | None = None
 
 
-def bench_model(name: str, module, shape: tuple[int, ...], opset: int, threads: int | None) -> Result:
-    import onnxruntime as ort
+def _describe(error: BaseException, limit: int = 200) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {' '.join(lines[:2])}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    import hlojit.onnx
 
-    serialized = export(module, shape, opset)
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-
-    start = time.perf_counter()
-    model = hlojit.onnx.load(serialized)
-    got = model(x)  # the first call compiles
-    compile_seconds = time.perf_counter() - start
-
+def _onnxruntime(serialized: bytes, x: np.ndarray, threads: int | None):
+    """(Prepared, its output or None) for onnxruntime's CPU provider with default graph optimizations."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return Prepared("onnxruntime", "skipped: not installed"), None
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
-    (want,) = session.run(None, {"x": x})
-
-    return Result(
-        name=name,
-        compile_seconds=compile_seconds,
-        hlojit_seconds=median_seconds(lambda: model(x)),
-        onnxruntime_seconds=median_seconds(lambda: session.run(None, {"x": x})),
-        max_abs_diff=float(np.max(np.abs(got - want))),
-    )
+    try:
+        started = time.perf_counter()
+        session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
+        (want,) = session.run(None, {"x": x})
+        compile_seconds = time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - a broken peer must not stop the other column
+        return Prepared("onnxruntime", f"skipped: {_describe(error)}"), None
+    return Prepared("onnxruntime", "ok", lambda: session.run(None, {"x": x}), compile_seconds), want
 
 
-def run(opset: int = 17, threads: int | None = None) -> list[Result]:
-    """Benchmark every model; prints one line each and returns the results."""
-    print(f"ONNX models (opset {opset}), hlojit vs onnxruntime CPU; median per call after warm-up")
+def _hlojit(serialized: bytes, x: np.ndarray, want: np.ndarray | None) -> Prepared:
+    import hlojit.onnx
+
+    try:
+        started = time.perf_counter()
+        model = hlojit.onnx.load(serialized)
+        got = model(x)  # the first call compiles
+        compile_seconds = time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - reported in the table, not raised
+        return Prepared("hlojit", f"skipped: {_describe(error)}")
+    got = got[0] if isinstance(got, (list, tuple)) else got
+    diff = None
+    if want is not None:
+        diff = float(np.max(np.abs(got - want)))
+        if not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            return Prepared("hlojit", f"wrong result: max |diff| from onnxruntime {diff:.3g}", max_abs_diff=diff)
+    return Prepared("hlojit", "ok", lambda: model(x), compile_seconds, diff)
+
+
+def prepare_model(module, shape: tuple[int, ...], opset: int = 17, threads: int | None = None,
+                  seed: int = 0) -> list[Prepared]:
+    """hlojit.onnx and onnxruntime ready to time on `module` exported to ONNX, for a random input of `shape`.
+
+    `threads` caps onnxruntime's intra-op pool (hlojit's GEMM threads follow OpenBLAS's, which
+    the caller sets before numpy loads). Failures come back as statuses, not exceptions.
+    """
+    serialized = export(module, shape, opset)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    onnxruntime, want = _onnxruntime(serialized, x, threads)
+    return [_hlojit(serialized, x, want), onnxruntime]
+
+
+def interleaved_medians(prepared: list[Prepared], rounds: int = 5, seconds: float = 0.15) -> dict[str, float]:
+    """Per ready runtime, the median over `rounds` of its median per-call time, alternating round by round."""
+    per_round: dict[str, list[float]] = {p.system: [] for p in prepared if p.call is not None}
+    for _ in range(rounds):
+        for p in prepared:
+            if p.call is not None:
+                per_round[p.system].append(median_seconds(p.call, min_time=seconds))
+    return {system: statistics.median(times) for system, times in per_round.items()}
+
+
+def run(opset: int = 17, threads: int | None = None) -> None:
+    """Benchmark every model; prints one line each."""
+    print(f"ONNX models (opset {opset}), hlojit vs onnxruntime CPU; median per call after warm-up, interleaved")
     print(f"{'model':30s} {'hlojit':>12s} {'onnxruntime':>12s} {'ratio':>7s} {'compile':>10s} {'max |diff|':>11s}")
-    results = []
     for name, module, shape in _models():
-        result = bench_model(name, module, shape, opset, threads)
-        results.append(result)
-        print(f"{name:30s} {_format(result.hlojit_seconds)} {_format(result.onnxruntime_seconds)} "
-              f"{result.ratio:7.2f} {result.compile_seconds:9.2f}s {result.max_abs_diff:11.2e}")
-    return results
+        prepared = prepare_model(module, shape, opset, threads)
+        for p in prepared:
+            if p.status != "ok":
+                print(f"  {name}: {p.system} {p.status}")
+        times = interleaved_medians(prepared)
+        hlojit = prepared[0]
+        ratio = f"{times['hlojit'] / times['onnxruntime']:7.2f}" if len(times) == 2 else f"{'-':>7s}"
+        compiled = f"{hlojit.compile_seconds:9.2f}s" if hlojit.compile_seconds is not None else f"{'-':>10s}"
+        diff = f"{hlojit.max_abs_diff:11.2e}" if hlojit.max_abs_diff is not None else f"{'-':>11s}"
+        print(f"{name:30s} {_format(times.get('hlojit'))} {_format(times.get('onnxruntime'))} {ratio}"
+              f" {compiled} {diff}")
 
 
 def main() -> None:

@@ -3,27 +3,31 @@
     python bench/bench_torch.py                # MLP, CNN, transformer block
     python bench/bench_torch.py --threads 1    # every runtime single-threaded
 
-For each model, in `torch.no_grad()` and eval mode: the median wall time per
-call (after warm-up calls) of eager PyTorch, hlojit and inductor, each
-compiled variant's ratio to eager (below 1 means faster than eager), and the
-compile time (the first call: dynamo tracing, AOT autograd, and the backend's
-own compilation) measured separately. hlojit's graph cache is cleared first,
-so its compile time includes LLVM; inductor's own caches are disabled
-(`force_disable_caches`) for the same reason. The largest difference from the
-eager output is printed as a check.
+`make bench` (bench/run.py) runs the same models through `prepare_model`, interleaved with
+its other timings, at 1 thread and at the default thread count; this script is the quick
+stand-alone view.
 
-Not a test: numbers drift between runs and machines; compare within one run.
-On a loaded 2-core machine, OpenBLAS's and torch's default threads stall on
-scheduler quanta; `--threads 1` gives stable numbers, and `--threads 1
---cpu-time` measures the calling thread's CPU time instead of wall time,
-which a busy machine's preemptions do not inflate (every runtime then
-computes on the calling thread). Inductor needs a C++ compiler; if it fails,
-its column says so.
+For each model, with grad disabled and in eval mode: the median wall time per call (after
+warm-up calls) of eager PyTorch, hlojit and inductor, each compiled variant's ratio to
+eager and hlojit's ratio to inductor (below 1 means faster), and the compile time (the
+first call: dynamo tracing, AOT autograd, and the backend's own compilation) measured
+separately. hlojit's graph cache is cleared first, so its compile time includes LLVM;
+inductor's own caches are disabled (`force_disable_caches`) for the same reason. Each
+compiled variant runs on its own copy of the model, so both stay compiled side by side and
+their calls can be interleaved; the largest difference from the eager output is the check.
+
+Not a test: numbers drift between runs and machines; compare within one run. On a loaded
+2-core machine, OpenBLAS's and torch's default threads stall on scheduler quanta; `--threads
+1` gives stable numbers, and `--threads 1 --cpu-time` measures the calling thread's CPU time
+instead of wall time, which a busy machine's preemptions do not inflate (every runtime then
+computes on the calling thread). Inductor needs a C++ compiler; if it fails, its column says
+so.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -32,9 +36,92 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+SYSTEMS = ("eager", "hlojit", "inductor")
+"""The columns of the torch benchmark, in table order."""
+
+RTOL = ATOL = 1e-4
+"""How far a compiled model's output may be from eager's before it is reported wrong, not timed."""
 
 # The clock per-call times are read from: wall time by default, this thread's CPU time with --cpu-time.
 CLOCK: Callable[[], float] = time.perf_counter
+
+
+@dataclass
+class Prepared:
+    """One system ready to be timed on one model.
+
+    `call` runs one inference (None unless `status` is "ok"); `compile_seconds` is the first
+    call (tracing and compilation included; None for eager); `max_abs_diff` the largest
+    difference of the first call's output from eager's.
+    """
+
+    system: str
+    status: str
+    call: Callable[[], object] | None = None
+    compile_seconds: float | None = None
+    max_abs_diff: float | None = None
+
+
+def _describe(error: BaseException, limit: int = 200) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {' '.join(lines[:2])}" if lines else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _compiled(module, x, expected, system: str, cold: bool) -> Prepared:
+    """`module` (a private copy) under torch.compile with `system`'s backend, its first call timed."""
+    import torch
+    from torch._inductor import config as inductor_config
+
+    from hlojit.torch_backend import clear_cache, hlojit_backend
+
+    if system == "hlojit":
+        backend = hlojit_backend
+        os.environ["HLOJIT_STRICT"] = "1"  # measure compiled code, never a silent eager fallback
+        if cold:
+            clear_cache()
+        caches = inductor_config.patch({})
+    else:
+        backend = "inductor"
+        caches = inductor_config.patch(force_disable_caches=cold)
+    compiled = torch.compile(copy.deepcopy(module), backend=backend, dynamic=False)
+    try:
+        with torch.no_grad(), caches:
+            started = time.perf_counter()
+            got = compiled(x)  # the first call compiles
+            compile_seconds = time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - a missing toolchain must not stop the other columns
+        return Prepared(system, f"skipped: {_describe(error)}")
+    diff = float((got - expected).abs().max())
+    if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+        return Prepared(system, f"wrong result: max |diff| from eager {diff:.3g}", max_abs_diff=diff)
+
+    def call():
+        with torch.no_grad():
+            return compiled(x)
+
+    return Prepared(system, "ok", call, compile_seconds, diff)
+
+
+def prepare_model(module, shape: tuple[int, ...], *, cold: bool = True, seed: int = 0) -> list[Prepared]:
+    """Eager, hlojit and inductor ready to time on `module` (eval mode) for a random input of `shape`.
+
+    `cold`: clear hlojit's graph cache and disable inductor's caches, so the compile times
+    include the whole compilation. A system that fails is returned with its status, not raised.
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        expected = module(x)
+
+    def eager():
+        with torch.no_grad():
+            return module(x)
+
+    return [Prepared("eager", "ok", eager), _compiled(module, x, expected, "hlojit", cold),
+            _compiled(module, x, expected, "inductor", cold)]
 
 
 def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeats: int = 500) -> float:
@@ -52,9 +139,20 @@ def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeat
     return statistics.median(times)
 
 
+def interleaved_medians(prepared: list[Prepared], rounds: int = 5, seconds: float = 0.15) -> dict[str, float]:
+    """Per ready system, the median over `rounds` of its median per-call time, the systems
+    alternating round by round so drift in the machine's speed hits them alike."""
+    per_round: dict[str, list[float]] = {p.system: [] for p in prepared if p.call is not None}
+    for _ in range(rounds):
+        for p in prepared:
+            if p.call is not None:
+                per_round[p.system].append(median_seconds(p.call, min_time=seconds))
+    return {system: statistics.median(times) for system, times in per_round.items()}
+
+
 def _format(seconds: float | None) -> str:
     if seconds is None:
-        return f"{'failed':>12s}"
+        return f"{'-':>12s}"
     return f"{seconds * 1e3:9.3f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:9.1f} us"
 
 
@@ -64,84 +162,35 @@ def _models():
     return models()
 
 
-@dataclass
-class Timing:
-    per_call: float | None
-    compile_seconds: float | None
-    max_abs_diff: float | None
-
-
-@dataclass
-class Result:
-    name: str
-    eager: float
-    hlojit: Timing
-    inductor: Timing
-
-
-def _time_compiled(module, x, expected, backend) -> Timing:
-    import torch
-
-    torch._dynamo.reset()
-    compiled = torch.compile(module, backend=backend, dynamic=False)
-    try:
-        with torch.no_grad():
-            start = time.perf_counter()
-            got = compiled(x)  # the first call compiles
-            compile_seconds = time.perf_counter() - start
-            per_call = median_seconds(lambda: compiled(x))
-    except Exception as error:  # noqa: BLE001 - a missing toolchain must not stop the other columns
-        print(f"  {getattr(backend, '__name__', backend)} failed: {type(error).__name__}: {str(error)[:200]}")
-        return Timing(None, None, None)
-    return Timing(per_call, compile_seconds, float((got - expected).abs().max()))
-
-
-def bench_model(name: str, module, shape: tuple[int, ...]) -> Result:
-    import torch
-    from torch._inductor import config as inductor_config
-
-    from hlojit.torch_backend import clear_cache, hlojit_backend
-
-    x = torch.randn(*shape)
-    with torch.no_grad():
-        expected = module(x)
-        eager = median_seconds(lambda: module(x))
-    clear_cache()
-    os.environ["HLOJIT_STRICT"] = "1"  # measure compiled code, never a silent eager fallback
-    hlojit = _time_compiled(module, x, expected, hlojit_backend)
-    with inductor_config.patch(force_disable_caches=True):
-        inductor = _time_compiled(module, x, expected, "inductor")
-    return Result(name, eager, hlojit, inductor)
-
-
-def _ratio(timing: Timing, eager: float) -> str:
-    return f"{timing.per_call / eager:7.2f}" if timing.per_call is not None else f"{'-':>7s}"
-
-
-def _compile(timing: Timing) -> str:
-    return f"{timing.compile_seconds:8.2f}s" if timing.compile_seconds is not None else f"{'-':>9s}"
-
-
-def run() -> list[Result]:
-    """Benchmark every model; prints one line each and returns the results."""
+def run() -> None:
+    """Benchmark every model; prints one line each."""
     import torch
 
     clock = "thread CPU time" if CLOCK is time.thread_time else "wall time"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; inference, median {clock} per call after"
-          f" warm-up; ratio = compiled / eager")
-    print(f"{'model':28s} {'eager':>12s} {'hlojit':>12s} {'ratio':>7s} {'inductor':>12s} {'ratio':>7s}"
-          f" {'compile hlojit':>15s} {'compile inductor':>17s} {'max |diff| h/i':>17s}")
-    results = []
+          " warm-up, systems interleaved; ratios below 1 mean faster")
+    print(f"{'model':28s} {'eager':>12s} {'hlojit':>12s} {'inductor':>12s} {'h/eager':>8s} {'h/induct':>8s}"
+          f" {'i/eager':>8s} {'compile h':>10s} {'compile i':>10s} {'max |diff| h/i':>17s}")
     for name, module, shape in _models():
-        result = bench_model(name, module, shape)
-        results.append(result)
-        diffs = "/".join(f"{t.max_abs_diff:.1e}" if t.max_abs_diff is not None else "-"
-                         for t in (result.hlojit, result.inductor))
-        print(f"{name:28s} {_format(result.eager)}"
-              f" {_format(result.hlojit.per_call)} {_ratio(result.hlojit, result.eager)}"
-              f" {_format(result.inductor.per_call)} {_ratio(result.inductor, result.eager)}"
-              f" {_compile(result.hlojit):>15s} {_compile(result.inductor):>17s} {diffs:>17s}")
-    return results
+        prepared = prepare_model(module, shape)
+        for p in prepared:
+            if p.status != "ok":
+                print(f"  {name}: {p.system} {p.status}")
+        times = interleaved_medians(prepared)
+        by_system = {p.system: p for p in prepared}
+
+        def ratio(a: str, b: str) -> str:
+            return f"{times[a] / times[b]:8.2f}" if a in times and b in times else f"{'-':>8s}"
+
+        def compiled(system: str) -> str:
+            seconds = by_system[system].compile_seconds
+            return f"{seconds:9.2f}s" if seconds is not None else f"{'-':>10s}"
+
+        diffs = "/".join(f"{by_system[s].max_abs_diff:.1e}" if by_system[s].max_abs_diff is not None else "-"
+                         for s in ("hlojit", "inductor"))
+        print(f"{name:28s} {_format(times.get('eager'))} {_format(times.get('hlojit'))}"
+              f" {_format(times.get('inductor'))} {ratio('hlojit', 'eager')} {ratio('hlojit', 'inductor')}"
+              f" {ratio('inductor', 'eager')} {compiled('hlojit')} {compiled('inductor')} {diffs:>17s}")
 
 
 def main() -> None:

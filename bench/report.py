@@ -2,8 +2,9 @@
 
 `markdown(document)` renders the document `run.py` builds: one table of run times (each
 relative to the fastest system on its row, with the hardware limit and hlojit's fraction of
-it), the compile and import rows, footnotes saying why a system was skipped, and a table of
-hlojit's targets.  `write_json` stores the document (``bench/results/latest.json``).
+it), the compile and import rows, footnotes saying why a system was skipped, the graph-library
+backend tables (torch.compile and ONNX, per thread setting), and a table of hlojit's targets.
+`write_json` stores the document (``bench/results/latest.json``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,10 @@ def _workload_row(record: dict[str, Any], columns: list[str], notes: _Notes) -> 
             continue
         text = number(result["median_seconds"] * scale)
         ratio = result.get("ratio_to_fastest")
-        cells.append(f"**{text}**" if ratio is not None and ratio <= 1.0 else f"{text} ({ratio:.1f}×)")
+        if ratio is None:  # the fastest median was 0 (below the timing loop's overhead): no ratio
+            cells.append(text)
+        else:
+            cells.append(f"**{text}**" if ratio <= 1.0 else f"{text} ({ratio:.1f}×)")
     limit = record["limit"]
     if "seconds" in limit:
         basis = "BLAS" if "blas_seconds" in limit else (
@@ -167,6 +171,78 @@ def _targets(document: dict[str, Any]) -> list[str]:
     return lines
 
 
+BACKEND_LABELS = {"eager": "eager", "hlojit": "hlojit", "inductor": "inductor", "onnxruntime": "onnxruntime"}
+
+
+def _backend_cell(result: dict[str, Any], system: str, context: str, notes: _Notes) -> str:
+    if "median_seconds" in result:
+        return number(result["median_seconds"] * 1e3)
+    return _status_cell(result.get("status", "n/a"), system, context, notes)
+
+
+def _compile_cell(results: dict[str, dict[str, Any]], systems: tuple[str, ...]) -> str:
+    return " / ".join(number(results[s]["compile_seconds"]) if "compile_seconds" in results.get(s, {}) else "–"
+                      for s in systems)
+
+
+def _backend_table(run: dict[str, Any], section: str, notes: _Notes) -> list[str]:
+    """One thread setting's table for one section (torch.compile or ONNX)."""
+    records = [r for r in run.get("records", []) if r["section"] == section]
+    if not records:
+        return []
+    if section == "torch":
+        systems, compiled = ("eager", "hlojit", "inductor"), ("hlojit", "inductor")
+        ratios = ("hlojit/inductor", "hlojit/eager", "inductor/eager")
+        head = "torch.compile inference, ms"
+    else:
+        systems, compiled = ("hlojit", "onnxruntime"), ("hlojit", "onnxruntime")
+        ratios = ("hlojit/onnxruntime",)
+        head = "ONNX inference, ms"
+    lines = ["| " + " | ".join([head, *(BACKEND_LABELS[s] for s in systems), *ratios,
+                                "compile " + " / ".join(compiled) + ", s"]) + " |",
+             "|---" * (len(systems) + len(ratios) + 2) + "|"]
+    for record in records:
+        context = f"{section} {record['model']}, {run['threads']} thread(s)"
+        cells = [record["title"]]
+        cells += [_backend_cell(record["results"].get(s, {}), s, context, notes) for s in systems]
+        cells += [f"{record['ratios'][r]:.2f}" if r in record["ratios"] else "–" for r in ratios]
+        cells.append(_compile_cell(record["results"], compiled))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _backends(document: dict[str, Any]) -> list[str]:
+    """The graph-library backend tables: the table thread setting first, then the others."""
+    backends = document.get("backends")
+    if not backends:
+        return []
+    notes = _Notes()
+    lines = ["### Graph-library backends: torch.compile and ONNX (inference)", ""]
+    for section, reason in backends.get("skipped", {}).items():
+        lines.append(f"- {section}: skipped, {reason}.")
+    runs = backends.get("runs", {})
+    order = sorted(runs, key=lambda threads: (threads != backends.get("table_threads"), threads))
+    for threads in order:
+        run = runs[threads]
+        if run.get("status") != "ok":
+            lines += [f"- {threads} thread(s): {run.get('status')}", ""]
+            continue
+        label = "1 thread" if threads == "1" else (f"default threads (torch {run['torch_threads']}, "
+                                                     f"OpenBLAS {run['openblas_threads']})" if threads == "default"
+                                                     else f"{threads} threads")
+        main = " — the main table" if threads == backends.get("table_threads") else ""
+        lines += [f"**{label}**{main}. Median run time per call (systems interleaved), ratios below 1 mean "
+                  "the first is faster; compile = first call (tracing and compilation, caches "
+                  f"{'cleared' if run.get('inductor_caches') == 'disabled' else 'warm for inductor'}).", ""]
+        for section in ("torch", "onnx"):
+            table = _backend_table(run, section, notes)
+            if table:
+                lines += [*table, ""]
+    if notes.reasons:
+        lines += [*notes.lines(), ""]
+    return lines
+
+
 def markdown(document: dict[str, Any]) -> str:
     """The whole report as markdown: header, results table, footnotes, targets table."""
     columns = _present(document)
@@ -183,5 +259,8 @@ def markdown(document: dict[str, Any]) -> str:
         lines.append(_import_row(document["import"], columns, notes))
     if notes.reasons:
         lines += ["", *notes.lines()]
+    backends = _backends(document)
+    if backends:
+        lines += ["", *backends]
     lines += ["", *_targets(document)]
     return "\n".join(lines)

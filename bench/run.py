@@ -27,6 +27,18 @@ Method
   cold with an empty compile cache, warm with the cache the cold process filled.  ``import``
   time is measured in fresh processes too.  Both report medians, with hlojit's bytecode
   written first (`ensure_bytecode`), as for an installed package.
+- Graph-library backends (``--backends``, default ``torch,onnx``): the MLP, CNN and transformer
+  block of ``bench/torch_models.py`` for inference under ``torch.compile(backend="hlojit")``
+  against ``backend="inductor"`` and eager (`bench_torch.prepare_model`), and exported to ONNX,
+  run by ``hlojit.onnx`` against onnxruntime (`bench_onnx.prepare_model`).  Each thread setting
+  (``--backend-threads``, default ``1,default``) runs in a fresh process, since OpenBLAS fixes
+  its thread count when it loads: ``1`` sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS,
+  ``torch.set_num_threads(1)`` and onnxruntime's intra-op threads to 1; ``default`` leaves every
+  library at its own default (all cores).  Compile time (each system's first call, caches
+  cleared) is recorded apart from run time; run time is interleaved in rounds as above.  The
+  report's backend table is the 1-thread run (stable on a shared machine), followed by the
+  default-thread ratios.  A missing peer (torch, onnx, onnxruntime, a C++ compiler for
+  inductor) is reported as skipped with the reason.
 - OpenBLAS: unless ``--keep-openblas-env``, ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` are
   removed from this process's environment before numpy loads (and so from every process it
   starts), so numpy runs the kernel OpenBLAS picks for this CPU; the header says which.
@@ -38,6 +50,7 @@ import argparse
 import functools
 import gc
 import importlib
+import importlib.util
 import json
 import os
 import random
@@ -289,7 +302,7 @@ def _add_ratios(results: dict[str, dict[str, Any]], limit: dict[str, Any]) -> No
                 record["fraction_of_memory_limit"] = limit["memory_seconds"] / seconds
             if "flops_seconds" in limit:
                 record["fraction_of_flops_limit"] = limit["flops_seconds"] / seconds
-    if "hlojit" in timed and peers_only:
+    if "hlojit" in timed and peers_only and min(peers_only) > 0:  # a 0 median is below the loop's overhead
         results["hlojit"]["ratio_to_best_peer"] = timed["hlojit"] / min(peers_only)
 
 
@@ -428,6 +441,129 @@ def measure_imports(peers, settings: Settings) -> dict[str, Any]:
     return {"results": results}
 
 
+# --- graph-library backends: torch.compile and ONNX ------------------------------------------------
+
+BACKEND_SECTIONS = ("torch", "onnx")
+BACKEND_THREADS = ("1", "default")
+BACKEND_TABLE_THREADS = "1"  # the thread setting the report's backend table shows
+BACKEND_PEERS = {"torch": ("eager", "hlojit", "inductor"), "onnx": ("hlojit", "onnxruntime")}
+
+
+def _module_missing(name: str) -> bool:
+    return importlib.util.find_spec(name) is None
+
+
+def _backend_section_unavailable(section: str) -> str | None:
+    """Why a backend section cannot run here (a package it needs is missing), or None."""
+    needed = ("torch",) if section == "torch" else ("torch", "onnx")  # the ONNX models are exported from torch
+    missing = [name for name in needed if _module_missing(name)]
+    return f"{', '.join(missing)} not installed" if missing else None
+
+
+def _time_prepared(prepared, settings: Settings, overhead: float) -> dict[str, dict[str, Any]]:
+    """Status, compile time and interleaved run time of each prepared system (bench_torch/bench_onnx)."""
+    results: dict[str, dict[str, Any]] = {}
+    entries: list[Timed] = []
+    for p in prepared:
+        record: dict[str, Any] = {"status": p.status}
+        if p.compile_seconds is not None:
+            record["compile_seconds"] = p.compile_seconds
+        if p.max_abs_diff is not None:
+            record["max_abs_diff"] = p.max_abs_diff
+        results[p.system] = record
+        if p.status == "ok":
+            try:
+                entries.append(Timed(p.system, p.call, warm_up(p.call, settings.warmup_seconds)))
+            except Exception as exc:  # noqa: BLE001 - a failing system is a result
+                record["status"] = f"skipped: {type(exc).__name__}: {str(exc)[:150]}"
+    round_robin(entries, settings, overhead)
+    for entry in entries:
+        quartiles = statistics.quantiles(entry.samples, n=4) if len(entry.samples) > 1 else entry.samples * 3
+        results[entry.key].update(median_seconds=statistics.median(entry.samples), samples=len(entry.samples),
+                                  calls_per_sample=entry.batch, quartile_seconds=[quartiles[0], quartiles[2]])
+    return results
+
+
+def _backend_ratios(section: str, results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """hlojit / each peer, and for torch inductor / eager: below 1 means the first is faster."""
+    seconds = {name: r["median_seconds"] for name, r in results.items() if "median_seconds" in r}
+    pairs = ([("hlojit", "inductor"), ("hlojit", "eager"), ("inductor", "eager")] if section == "torch"
+             else [("hlojit", "onnxruntime")])
+    return {f"{a}/{b}": seconds[a] / seconds[b] for a, b in pairs if a in seconds and b in seconds and seconds[b] > 0}
+
+
+def backend_probe(threads: str, quick: bool, sections: list[str], model_names: list[str] | None,
+                  budget: float | None) -> dict[str, Any]:
+    """In this (fresh) process, whose thread environment the parent set: every backend record."""
+    import warnings
+
+    settings = Settings.for_quick_run(budget or 0.02) if quick else Settings.for_full_run(budget or 1.5)
+    overhead = loop_overhead_seconds()
+    warnings.filterwarnings("ignore")  # torch's export and dynamo warnings are not results
+    import torch
+
+    import bench_onnx
+    import bench_torch
+    from torch_models import models
+
+    if threads != "default":
+        torch.set_num_threads(int(threads))
+    records = []
+    for name, module, shape in models():
+        key = name.split()[0]
+        if model_names and key not in model_names:
+            continue
+        for section in sections:
+            print(f"  backends ({threads} thread(s)): {section} {key}", file=sys.stderr, flush=True)
+            if section == "torch":
+                # Quick runs keep inductor's caches: a cold inductor compile takes ~10 s per model.
+                prepared = bench_torch.prepare_model(module, shape, cold=not quick)
+            else:
+                prepared = bench_onnx.prepare_model(module, shape, threads=None if threads == "default" else
+                                                    int(threads))
+            results = _time_prepared(prepared, settings, overhead)
+            records.append({"section": section, "model": key, "title": name, "results": results,
+                            "ratios": _backend_ratios(section, results)})
+    return {"threads": threads, "torch_threads": torch.get_num_threads(),
+            "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS", f"default ({os.cpu_count()})"),
+            "inductor_caches": "enabled" if quick else "disabled", "records": records}
+
+
+def measure_backends(settings: Settings, sections: list[str], thread_settings: list[str],
+                     model_names: list[str] | None, budget: float | None) -> dict[str, Any]:
+    """The backend records per thread setting, each measured in a fresh process."""
+    unavailable = {section: reason for section in sections
+                   if (reason := _backend_section_unavailable(section)) is not None}
+    runnable = [section for section in sections if section not in unavailable]
+    document: dict[str, Any] = {"table_threads": BACKEND_TABLE_THREADS, "skipped": unavailable, "runs": {}}
+    if not runnable:
+        return document
+    for threads in thread_settings:
+        env = without_thread_caps(dict(os.environ))
+        if threads != "default":
+            env.update(OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        command = [sys.executable, str(Path(__file__).resolve()), "--backend-probe", threads,
+                   "--backends", ",".join(runnable)]
+        if model_names:
+            command += ["--backend-models", ",".join(model_names)]
+        if settings.quick:
+            command.append("--quick")
+        if budget is not None:
+            command += ["--budget", str(budget)]
+        done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=None, text=True,
+                              timeout=300 if settings.quick else 1800, cwd=ROOT)
+        if done.returncode != 0:
+            document["runs"][threads] = {"status": f"failed: exit status {done.returncode}"}
+            continue
+        document["runs"][threads] = {"status": "ok", **json.loads(done.stdout.strip().splitlines()[-1])}
+    return document
+
+
+def without_thread_caps(env: dict[str, str]) -> dict[str, str]:
+    """`env` less the variables that cap BLAS/OpenMP threads, so "default" means each library's own."""
+    return {k: v for k, v in env.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 # --- hlojit's targets ---------------------------------------------------------------------------
 
 def _median_of(results: dict[str, dict[str, Any]], system: str) -> float | None:
@@ -435,7 +571,8 @@ def _median_of(results: dict[str, dict[str, Any]], system: str) -> float | None:
 
 
 def evaluate_targets(workload_records: list[dict[str, Any]], compile_record: dict[str, Any] | None,
-                     import_record: dict[str, Any] | None) -> list[dict[str, Any]]:
+                     import_record: dict[str, Any] | None,
+                     backend_record: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Each of hlojit's performance targets: the goal, hlojit's value, and whether it is met.
 
     ``factor`` is hlojit's value over the goal: above 1 means missed by that factor.
@@ -465,6 +602,12 @@ def evaluate_targets(workload_records: list[dict[str, Any]], compile_record: dic
         elif record["kind"] == "dispatch":
             add("dispatch: ≤ 1 µs", mine, 1e-6, "s")
             add("dispatch: ≤ numba", mine, seconds("numba"), "s")
+    for record in (backend_record or {}).get("runs", {}).get(BACKEND_TABLE_THREADS, {}).get("records", []):
+        results = record["results"]
+        peer = "inductor" if record["section"] == "torch" else "onnxruntime"
+        label = "torch.compile" if record["section"] == "torch" else "ONNX"
+        add(f"{label} {record['model']}: ≤ {peer} ({BACKEND_TABLE_THREADS} thread)",
+            _median_of(results, "hlojit"), _median_of(results, peer), "s")
     if compile_record is not None:
         compiled = compile_record["results"].get("hlojit", {})
         add(f"compile {compile_record['workload']}, cold: ≤ 100 ms", compiled.get("cold_seconds"), 0.100, "s")
@@ -493,7 +636,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-import", action="store_true", help="skip the fresh-process import-time runs")
     parser.add_argument("--keep-openblas-env", action="store_true",
                         help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set (default: unset both for the run)")
+    parser.add_argument("--backends", default=",".join(BACKEND_SECTIONS),
+                        help="graph-library backend sections to run: torch,onnx (default both; 'none' for neither)")
+    parser.add_argument("--backend-models", help="comma-separated backend models: mlp,cnn,transformer (default all)")
+    parser.add_argument("--backend-threads", default=",".join(BACKEND_THREADS),
+                        help="thread settings for the backend sections: 1,default (default both)")
     parser.add_argument("--compile-probe", metavar="PEER", help=argparse.SUPPRESS)  # the fresh-process child
+    parser.add_argument("--backend-probe", metavar="THREADS", help=argparse.SUPPRESS)  # ditto, backends
     return parser.parse_args(argv)
 
 
@@ -504,6 +653,18 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(1, str(ROOT))  # hlojit from this tree even without an editable install
     if args.compile_probe:
         print(json.dumps(compile_probe(args.compile_probe, args.quick)))
+        return 0
+    backend_sections = [name for name in (_names(args.backends) or []) if name != "none"]
+    unknown = sorted(set(backend_sections) - set(BACKEND_SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown backend section(s) {', '.join(unknown)}; known: {', '.join(BACKEND_SECTIONS)}")
+    backend_models = _names(args.backend_models)
+    for threads in _names(args.backend_threads) or []:
+        if threads != "default" and not (threads.isdigit() and int(threads) > 0):
+            raise SystemExit(f"--backend-threads: {threads!r} is neither a positive count nor 'default'")
+    if args.backend_probe:
+        print(json.dumps(backend_probe(args.backend_probe, args.quick, backend_sections, backend_models,
+                                       args.budget)))
         return 0
 
     # numpy (and so OpenBLAS) loads from here on, after the environment is settled.
@@ -536,6 +697,10 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for workload in chosen:
         records.append(run_workload(workload, systems, settings, measured, overhead))
+    backend_record = None
+    if backend_sections:
+        backend_record = measure_backends(settings, backend_sections, _names(args.backend_threads) or [],
+                                          backend_models, args.budget)
     bytecode = ensure_bytecode() if not (args.no_compile and args.no_import) else None
     compile_record = None if args.no_compile else measure_compile(systems, settings)
     import_record = None if args.no_import else measure_imports(systems, settings)
@@ -546,7 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         "limits": measured, "timing_loop_overhead_seconds": overhead,
         "hlojit_bytecode": bytecode, "settings": settings.__dict__,
         "peers": versions, "workloads": records, "compile": compile_record, "import": import_record,
-        "targets": evaluate_targets(records, compile_record, import_record),
+        "backends": backend_record,
+        "targets": evaluate_targets(records, compile_record, import_record, backend_record),
     }
     report.write_json(document, args.json)
     print(report.markdown(document))

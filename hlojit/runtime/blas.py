@@ -18,7 +18,9 @@ enum arguments are C ``int``: ROW_MAJOR/COL_MAJOR, NO_TRANS/TRANS)::
                float alpha, const float *a, blasint lda, const float *b, blasint ldb,
                float beta, float *c, blasint ldc)
 
-and the same with ``double`` for ``dgemm``.  The batched strided GEMMs the
+and the same with ``double`` for ``dgemm``; ``int get_num_threads(void)`` and
+``void set_num_threads(int)`` (OpenBLAS's global thread count, which generated
+code caps around small GEMMs).  The batched strided GEMMs the
 library also exports are not offered (they crash; see ``_CANDIDATES``).
 """
 
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "BlasSymbol",
     "BlasLibrary",
+    "blas_disabled",
     "blas_library",
     "blas_symbols",
     "blas_unavailable_reason",
@@ -52,6 +55,9 @@ TRANS = 112
 _CANDIDATES: dict[str, list[tuple[str, int]]] = {
     "sgemm": [("scipy_cblas_sgemm64_", 64), ("scipy_cblas_sgemm", 32)],
     "dgemm": [("scipy_cblas_dgemm64_", 64), ("scipy_cblas_dgemm", 32)],
+    # The thread count, which generated code caps around small GEMMs (C int in both schemes).
+    "get_num_threads": [("scipy_openblas_get_num_threads64_", 64), ("scipy_openblas_get_num_threads", 32)],
+    "set_num_threads": [("scipy_openblas_set_num_threads64_", 64), ("scipy_openblas_set_num_threads", 32)],
 }
 # Deliberately absent: the batched strided GEMMs.  scipy-openblas 0.3.31 (numpy
 # 2.4 wheels) exports them unprefixed as cblas_[sd]gemm_batch_strided, but
@@ -120,9 +126,19 @@ def _load(path: str) -> BlasLibrary | str:
                 int_bits = bits
                 symbols[logical] = BlasSymbol(name, addr)
                 break
-    if "sgemm" not in symbols or "dgemm" not in symbols or int_bits is None:
-        return f"{path}: no scipy_cblas_sgemm/dgemm symbols"
+    if set(symbols) != set(_CANDIDATES) or int_bits is None:
+        missing = ", ".join(sorted(set(_CANDIDATES) - set(symbols)))
+        return f"{path}: no scipy-openblas symbols for {missing}"
     return BlasLibrary(path=path, int_bits=int_bits, symbols=symbols)
+
+
+def blas_disabled() -> bool:
+    """Whether policy forbids the bundled BLAS (``HLOJIT_DISABLE_BLAS`` set and not ``0``).
+
+    Cheap (nothing is located or loaded), so the compilation cache can key on
+    it before deciding whether a compile, which would load BLAS, is needed.
+    """
+    return os.environ.get("HLOJIT_DISABLE_BLAS", "") not in ("", "0")
 
 
 def blas_library() -> BlasLibrary | None:
@@ -133,7 +149,7 @@ def blas_library() -> BlasLibrary | None:
     with _lock:
         if _done:
             return _result
-        if os.environ.get("HLOJIT_DISABLE_BLAS", "") not in ("", "0"):
+        if blas_disabled():
             _reason = "disabled by HLOJIT_DISABLE_BLAS"
         else:
             reasons = []
@@ -150,7 +166,8 @@ def blas_library() -> BlasLibrary | None:
 
 
 def blas_symbols() -> dict[str, BlasSymbol] | None:
-    """Logical name (``sgemm``, ``dgemm``) -> exported symbol; None if no BLAS."""
+    """Logical name (``sgemm``, ``dgemm``, ``get_num_threads``, ``set_num_threads``) -> exported symbol;
+    None if no BLAS."""
     lib = blas_library()
     return None if lib is None else dict(lib.symbols)
 

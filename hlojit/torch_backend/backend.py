@@ -7,7 +7,8 @@
 AOT autograd traces the dynamo graph into ATen graphs, reduced to core ATen
 by `core_aten_decompositions()`: one inference graph under `torch.no_grad()`,
 or a forward and a backward graph when gradients are needed. Each graph is
-lowered (`lowering.lower_graph`), compiled (`hlojit.api.compile_hlo`,
+lowered (`lowering.lower_graph`; in inference graphs, weights feeding
+GEMMs are declared pre-transposed, `weights.py`), compiled (`hlojit.api.compile_hlo`,
 through the process-wide cache), and returned boxed
 (`functorch.compile.make_boxed_func`), as AOT autograd expects. A graph that
 cannot be lowered runs eagerly instead (`fallback.eager_fallback`).
@@ -20,6 +21,7 @@ BLAS) go to `compile_hlo`; `strict` makes fallbacks errors, as
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -38,6 +40,7 @@ from .errors import Obstacle, UnsupportedGraphError
 from .fallback import eager_fallback, strict_from_environment
 from .lowering import lower_graph
 from .runtime import CompiledGraph
+from .weights import column_major_weights, module_parameter_inputs
 
 aten = torch.ops.aten
 
@@ -87,9 +90,12 @@ class BackendOptions:
 class GraphCompiler:
     """Compiles the ATen graphs AOT autograd hands over, with one call's options."""
 
-    def __init__(self, options: BackendOptions, cache: ExecutableCache = GRAPH_CACHE):
+    def __init__(self, options: BackendOptions, cache: ExecutableCache = GRAPH_CACHE,
+                 dynamo_inputs: Sequence[Any] = ()):
         self.options = options
         self.cache = cache
+        # Dynamo's example inputs: which graph inputs are module parameters (`weights.py`).
+        self.dynamo_inputs = tuple(dynamo_inputs)
 
     def compile(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any], graph_kind: str) -> Callable:
         """A boxed callable running the graph natively, or eagerly when it cannot be compiled."""
@@ -98,12 +104,19 @@ class GraphCompiler:
         with unset_fake_temporarily():
             try:
                 lowered = lower_graph(gm, example_inputs, graph_kind)
+                transposed_weights: frozenset[int] = frozenset()
+                if lowered.module is not None and graph_kind == "inference":
+                    # Inference weights are the same tensors every call: pass them to the GEMMs
+                    # pre-transposed, copied once (see weights.py).
+                    module, transposed_weights = column_major_weights(
+                        lowered.module, lowered.parameter_inputs, module_parameter_inputs(gm, self.dynamo_inputs))
+                    lowered = dataclasses.replace(lowered, module=module)
                 executable = None
                 if lowered.module is not None:
                     executable = self._compile_module(lowered.module, graph_kind)
             except UnsupportedGraphError as error:
                 return make_boxed_func(eager_fallback(gm, error, strict=self.options.strict))
-            return make_boxed_func(CompiledGraph(lowered, executable))
+            return make_boxed_func(CompiledGraph(lowered, executable, transposed_weights))
 
     def _compile_module(self, module: Module, graph_kind: str) -> Executable:
         from hlojit.api import compile_hlo
@@ -130,7 +143,7 @@ def hlojit_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], *,
 
     HLOJIT_STRICT is read here, at each call, so setting it between compilations takes effect.
     """
-    compiler = GraphCompiler(BackendOptions.resolve(options))
+    compiler = GraphCompiler(BackendOptions.resolve(options), dynamo_inputs=example_inputs)
     aot = aot_autograd(
         fw_compiler=compiler.forward,
         bw_compiler=compiler.backward,

@@ -321,3 +321,59 @@ def test_batched_attention_shape():
     """Per-batch calls: 4 x [64,32] @ [32,64], the query-key product of attention (k contracted on both)."""
     executable = check(Dot((4, 64, 32), (4, 64, 32), (2,), (2,), (0,), (0,)))
     assert uses_blas(executable)
+
+
+# --- OpenBLAS threads around small GEMMs --------------------------------------------------------------
+
+
+@pytest.fixture
+def openblas_threads():
+    """(get, set) of OpenBLAS's global thread count, restored after the test."""
+    import ctypes
+
+    from hlojit.runtime.blas import blas_symbols
+
+    symbols = blas_symbols()
+    get = ctypes.CFUNCTYPE(ctypes.c_int)(symbols["get_num_threads"].address)
+    set_ = ctypes.CFUNCTYPE(None, ctypes.c_int)(symbols["set_num_threads"].address)
+    before = get()
+    yield get, set_
+    set_(before)
+
+
+@pytest.mark.parametrize("m, n, k, capped", [(64, 64, 64, True), (256, 128, 128, False)])
+def test_small_gemms_run_single_threaded_and_restore_the_count(m, n, k, capped, openblas_threads):
+    """Below SINGLE_THREAD_MAX_MACS the GEMM is wrapped in set_num_threads(1) ... set_num_threads(previous);
+    the thread count the caller had is what it has after the call."""
+    from hlojit.compiler.codegen.ops.gemm import SET_THREADS_SYMBOL, SINGLE_THREAD_MAX_MACS
+
+    assert (m * n * k < SINGLE_THREAD_MAX_MACS) == capped
+    get, set_ = openblas_threads
+    set_(2)  # more than one thread, so the cap has something to do
+    executable = check(matmul(m, n, k, rhs_transposed=True))
+    assert uses_blas(executable) and (SET_THREADS_SYMBOL in executable.llvm_ir) == capped
+    assert get() == 2
+    set_(1)
+    check(matmul(m, n, k))
+    assert get() == 1  # already single-threaded: left alone
+
+
+def test_convolution_gemms_with_run_time_sizes_are_capped(openblas_threads):
+    """im2col blocks have sizes known only at run time: the cap is decided there, and undone."""
+    get, set_ = openblas_threads
+    set_(2)
+    text = """HloModule conv
+ENTRY main {
+  x = f32[2,16,12,12] parameter(0)
+  w = f32[32,16,3,3] parameter(1)
+  ROOT c = f32[2,32,12,12] convolution(x, w), window={size=3x3 pad=1_1x1_1}, dim_labels=bf01_oi01->bf01
+}"""
+    x = RNG.standard_normal((2, 16, 12, 12)).astype(np.float32)
+    w = RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    executable = compile_hlo(text)
+    got = executable(x, w)
+    want = evaluate(parse_module(text), [x, w])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    from hlojit.compiler.codegen.ops.gemm import SET_THREADS_SYMBOL
+
+    assert uses_blas(executable) and SET_THREADS_SYMBOL in executable.llvm_ir and get() == 2

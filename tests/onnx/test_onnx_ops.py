@@ -10,7 +10,7 @@ from . import Const, assert_matches_onnxruntime, infer_types, node_model
 
 import hlojit.onnx  # noqa: E402  (after the importorskip in the package)
 from hlojit.ir.errors import HloShapeError, HloUnsupportedError  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 RNG = np.random.default_rng(20240601)
 INT64_MAX = np.iinfo(np.int64).max
@@ -318,6 +318,38 @@ def test_shape_arithmetic_is_folded_at_import():
     compiled = assert_matches_onnxruntime(model, {"x": f32(2, 3, 4)})
     opcodes = [i.opcode.text for i in compiled.module.entry.instructions]
     assert opcodes == ["parameter", "reshape"]
+
+
+@pytest.mark.parametrize("transposed", ["a", "b"])
+def test_matmul_reads_a_transposed_operand_through_the_dot(transposed):
+    """MatMul of a Transpose (attention's K^T): the transpose folds into the dot's dims, no copy left."""
+    nodes = [
+        helper.make_node("Transpose", [transposed], ["t"], perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["t", "b"] if transposed == "a" else ["a", "t"], ["y"]),
+    ]
+    a_dims, b_dims = ([2, 4, 3], [2, 4, 5]) if transposed == "a" else ([2, 3, 4], [2, 5, 4])
+    graph = helper.make_graph(
+        nodes, "mm_t", [helper.make_tensor_value_info("a", TensorProto.FLOAT, a_dims),
+                        helper.make_tensor_value_info("b", TensorProto.FLOAT, b_dims)],
+        [helper.make_empty_tensor_value_info("y")])
+    compiled = assert_matches_onnxruntime(infer_types(graph, 17), {"a": f32(*a_dims), "b": f32(*b_dims)})
+    entry = compiled.module.entry
+    (dot,) = [i for i in entry.instructions if i.opcode.text == "dot"]
+    # Both operands are the parameters themselves (the import leaves the dead transpose to DCE).
+    assert [entry.by_name[name].opcode.text for name in dot.operands] == ["parameter", "parameter"]
+
+
+def test_gemm_with_constant_transposed_weight_stores_it_transposed():
+    """Gemm(transB=1) with an initializer B: imported as an NN product on B^T, same values."""
+    weight = f32(5, 4)
+    node = helper.make_node("Gemm", ["x", "w", "c"], ["y"], transB=1)
+    graph = helper.make_graph(
+        [node], "gemm_t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])],
+        [helper.make_empty_tensor_value_info("y")],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(f32(5), "c")])
+    compiled = assert_matches_onnxruntime(infer_types(graph, 17), {"x": f32(3, 4)})
+    (dot,) = [i for i in compiled.module.entry.instructions if i.opcode.text == "dot"]
+    assert tuple(dot.attrs["rhs_contracting_dims"]) == (0,)
 
 
 def test_gather_embedding_lookup():

@@ -251,6 +251,24 @@ def test_pooling():
     check_against_eager(fn, _randn(2, 3, 7, 6, seed=23))
 
 
+def test_max_pool_inference_lowerings():
+    """Without indices, small windows lower to a maximum of strided slices, large ones to a reduce-window;
+    both must match eager with padding, strides, dilation, ceil mode and NaN propagation."""
+    def fn(x):
+        return {
+            "k3_s2_p1": F.max_pool2d(x, 3, stride=2, padding=1),
+            "rectangular": F.max_pool2d(x, (2, 3), stride=(1, 2), padding=(1, 0), dilation=(1, 2), ceil_mode=True),
+            "k5_reduce_window": F.max_pool2d(x, 5, stride=1, padding=2),
+            "k2_3d": F.max_pool3d(x, 2),
+        }
+
+    x = _randn(2, 3, 7, 6, seed=31)
+    x[1, 2, 3, 3] = float("nan")
+    x[0, 1, :2, :2] = -float("inf")
+    actual = check_against_eager(fn, x)
+    assert torch.isnan(actual["k3_s2_p1"][1, 2]).any(), "NaN must propagate through the pool"
+
+
 @pytest.mark.parametrize("pool", ["max", "max_ceil", "avg", "avg_exclude_pad", "adaptive"])
 def test_pooling_gradients(pool):
     x = _randn(2, 2, 7, 6, seed=24)
