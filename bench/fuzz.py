@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "tests" / "data" / "fuzz_regressions"
 KINDS = ("hlo", "numpy", "parser")
+CASE_NAMES = {"hlo": "HLO modules", "numpy": "numpy programs", "parser": "parser mutations"}
 
 
 # --- the worker ---------------------------------------------------------------------------------------
@@ -190,11 +191,12 @@ class Campaign:
 
     def report(self, minutes: float, base_seed: int) -> int:
         print(f"\nfuzz campaign: {minutes:g} min, base seed {base_seed}")
-        print(f"{'kind':8} {'cases':>7} {'passed':>7} {'failures':>9} {'crashes':>8} {'hangs':>6} {'gen-bugs':>9}")
+        print(f"{'kind':18} {'tried':>7} {'passed':>7} {'failures':>9} {'crashes':>8} {'hangs':>6} {'gen-bugs':>9}")
         bad = 0
         for kind in self.kinds:
             c = self.counts[kind]
-            print(f"{kind:8} {c['tried']:7} {c['ok']:7} {c['fail']:9} {c['crash']:8} {c['hang']:6} {c['generator']:9}")
+            print(f"{CASE_NAMES[kind]:18} {c['tried']:7} {c['ok']:7} {c['fail']:9} {c['crash']:8} {c['hang']:6} "
+                  f"{c['generator']:9}")
             bad += c["fail"] + c["crash"] + c["hang"] + c["generator"]
         for message in self.messages:
             print("  " + message)

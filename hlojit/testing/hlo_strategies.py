@@ -763,12 +763,9 @@ class _Scope:
                 weighted(source, ((1, 6), (2, 1))), weighted(source, ((1, 6), (2, 1))), source.boolean(0.1)))
         lhs_shape = tuple(lhs_dims)
         lhs = self.pick(lambda v: v.dims == lhs_shape and v.dtype == dtype) or self.fresh(dtype, lhs_shape)
+        # Kernels may hold inf and NaN, padding or not: XLA multiplies padding and base-dilation holes
+        # (zeros) by the kernel, so 0 * inf over padding is NaN in every lowering.
         rhs = self.fresh(dtype, tuple(rhs_dims))
-        if rhs.facts.specials and any(w.pad_lo > 0 or w.pad_hi > 0 or w.lhs_dilate > 1 for w in window):
-            # Known divergence (see the reliability notes): the interpreter multiplies padding and dilation
-            # holes (zeros) by the kernel, so an inf or NaN kernel tap over padding gives NaN; the native
-            # loop path skips padding and gives 0. Keep kernels finite where that matters.
-            rhs = self.fresh(dtype, tuple(rhs_dims), mode="small_int")
         terms = kernel_in * _size(kernel_spatial)
         product = F.after_multiply(lhs.facts, rhs.facts, dtype)
         facts = None if product is None else F.after_sum(product, terms, dtype)

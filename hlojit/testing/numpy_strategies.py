@@ -61,6 +61,19 @@ class NumpyProgram:
         return namespace["program"]
 
 
+def _truncates_into(values: np.ndarray, target: np.dtype) -> bool:
+    """Every (finite) value truncated toward zero fits `target`: -0.5 -> 0 does, -1 -> uint8 does not.
+
+    A bound on magnitudes is not enough: a negative value cast to an unsigned type is as undefined
+    (numpy gives 251 for -5 -> uint8 on x86, XLA's convert saturates to 0) as a too-large one.
+    """
+    if values.size == 0:
+        return True
+    info = np.iinfo(target)
+    wide = np.asarray(values, np.float64)
+    return bool(np.all(wide > info.min - 1) and np.all(wide < info.max + 1))
+
+
 @dataclass
 class _Value:
     name: str
@@ -221,9 +234,12 @@ class _Generator:
         op = choice(self.source, ("+", "-", "*", "/", "//", "%", "**"))
         if op == "**" and scalar not in ("2", "3"):
             return None
-        expression = f"{a.name} {op} {scalar}" if self.source.boolean(0.7) else f"{scalar} {op} {a.name}"
+        array_first = self.source.boolean(0.7)
+        expression = f"{a.name} {op} {scalar}" if array_first else f"{scalar} {op} {a.name}"
         b = _Value(scalar, np.asarray(eval(scalar)), F.for_values(np.asarray(float(eval(scalar))), DType.F64))
-        return self.emit(expression, lambda r: _binary_facts(op, a, b, r))
+        # Only x ** 2 is exact for floats (numpy computes it as x * x); x ** 3 and 3 ** x call pow.
+        facts_op = "pow" if op == "**" and not (array_first and scalar == "2") else op
+        return self.emit(expression, lambda r: _binary_facts(facts_op, a, b, r))
 
     def op_compare(self) -> _Value | None:
         a = self.operand(lambda v: v.facts.exact)
@@ -436,7 +452,7 @@ class _Generator:
         target = weighted(self.source, _DTYPES)
         if not x.facts.exact and target.kind != "f":
             return None
-        if x.is_float and target.kind in "iu" and (x.facts.specials or x.facts.bound >= np.iinfo(target).max):
+        if x.is_float and target.kind in "iu" and (x.facts.specials or not _truncates_into(x.array, target)):
             return None  # numpy's float -> int cast of NaN or out-of-range values is undefined behaviour in C
 
         def facts_of(r: np.ndarray) -> Facts | None:

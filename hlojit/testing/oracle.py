@@ -1,22 +1,33 @@
 """Run a generated case through compiled code and the reference interpreter, and compare.
 
-`check_case(case)` compiles the module twice (with no HLO passes, and with
-the full pipeline), runs both on the case's arguments, evaluates the module
-with the interpreter, and raises `CaseFailure` naming the configuration, the
-result leaf and the first differing element; the message ends with the
-module text so a failure can be replayed by hand.
+`check_case(case)` compiles the module under every configuration (no HLO
+passes at LLVM O0 and O3, the full pipeline; once `CodegenOptions` has
+`num_threads`, each pipeline at 1 thread and at `MANY_THREADS`), runs each on
+the case's arguments, evaluates the module with the interpreter, and raises
+`CaseFailure` naming the configuration, the result leaf and the first
+differing element; the message ends with the module text so a failure can be
+replayed by hand. Configurations that differ only in their thread count must
+also agree bit for bit (NaN payloads and the sign of zero included). Fuzzed
+modules are tiny, so while they compile `split_small_loops` makes the code
+generator split every loop it can into blocks of a few elements: the
+"many threads" configurations really run on several threads.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+import contextlib
+import dataclasses
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .facts import Facts, check_leaf
 
-__all__ = ["CONFIGURATIONS", "CaseFailure", "check_case", "compare_results", "flatten"]
+__all__ = ["CONFIGURATIONS", "FUZZ_BLOCK_ELEMENTS", "MANY_THREADS", "CaseFailure", "check_case", "compare_results",
+           "configurations", "flatten", "split_small_loops", "supports_num_threads"]
+
+MANY_THREADS = 4
+"""The "many threads" count: more than this machine's cores, so blocks outnumber the cores too."""
 
 # (name, compile_hlo options). Every configuration bounds while loops, so a miscompiled loop condition
 # reports an error instead of hanging.
@@ -25,6 +36,78 @@ CONFIGURATIONS: tuple[tuple[str, Mapping[str, Any]], ...] = (
     ("no passes, LLVM O3", {"optimize": False, "llvm_opt_level": 3}),
     ("full pipeline", {"optimize": True}),
 )
+
+
+def supports_num_threads() -> bool:
+    """Whether the code generator takes a thread count (`CodegenOptions.num_threads`)."""
+    from hlojit.compiler.codegen.options import CodegenOptions
+
+    return any(field.name == "num_threads" for field in dataclasses.fields(CodegenOptions))
+
+
+def configurations() -> tuple[tuple[str, Mapping[str, Any]], ...]:
+    """`CONFIGURATIONS`, each at 1 thread and at `MANY_THREADS` when the code generator is multi-threaded.
+
+    No passes at O0 stays single-threaded (it is the plainest code, the
+    baseline); O3 and the full pipeline run at both counts.
+    """
+    if not supports_num_threads():
+        return CONFIGURATIONS
+    threaded: list[tuple[str, Mapping[str, Any]]] = []
+    for name, options in CONFIGURATIONS:
+        counts = (1,) if options.get("llvm_opt_level") == 0 else (1, MANY_THREADS)
+        for count in counts:
+            label = f"{name}, {count} thread{'s' if count > 1 else ''}"
+            threaded.append((label, {**options, "num_threads": count}))
+    return tuple(threaded)
+
+
+FUZZ_BLOCK_ELEMENTS = 4
+"""Elements per parallel block while fuzzing: generated arrays hold at most a few hundred elements, far
+below the cost model's thresholds, so without this no fuzzed loop would ever run on two threads."""
+
+
+@contextlib.contextmanager
+def split_small_loops() -> Iterator[None]:
+    """While compiling: every loop the code generator can split is split, into blocks of a few elements.
+
+    `hlojit.compiler.codegen.parallel` decides from module constants (its cost
+    model); this lowers the work thresholds to nothing and the block size to
+    `FUZZ_BLOCK_ELEMENTS` for the duration, and restores them after. The block
+    size is the same at every thread count, so the bit-identity check between
+    thread counts still holds. Not thread-safe: the fuzzers compile on one
+    thread per process.
+    """
+    try:
+        from hlojit.compiler.codegen import parallel
+    except ImportError:
+        yield
+        return
+    overrides = {"MIN_PARALLEL_NS": 0.0, "MIN_NS_PER_THREAD": 1e-9, "BLOCK_ELEMENTS": FUZZ_BLOCK_ELEMENTS}
+    saved = {name: getattr(parallel, name) for name in overrides if hasattr(parallel, name)}
+    block_rows = getattr(parallel, "block_rows", None)
+    saved_defaults = getattr(block_rows, "__defaults__", None)
+    try:
+        for name in saved:
+            setattr(parallel, name, overrides[name])
+        if saved_defaults is not None and len(saved_defaults) == 1:
+            block_rows.__defaults__ = (FUZZ_BLOCK_ELEMENTS,)  # its `target` default is bound at definition
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(parallel, name, value)
+        if saved_defaults is not None:
+            block_rows.__defaults__ = saved_defaults
+
+
+def _bits(leaf: np.ndarray) -> bytes:
+    leaf = np.ascontiguousarray(leaf)
+    return leaf.dtype.str.encode() + str(leaf.shape).encode() + leaf.tobytes()
+
+
+def _thread_free(options: Mapping[str, Any]) -> tuple:
+    """The options but the thread count: configurations with the same key must agree bit for bit."""
+    return tuple(sorted((k, v) for k, v in options.items() if k != "num_threads"))
 
 
 class CaseFailure(AssertionError):
@@ -51,9 +134,10 @@ def compare_results(got: Any, want: Any, result_facts: Sequence[Facts]) -> list[
     return problems
 
 
-def check_case(case, configurations: Sequence[tuple[str, Mapping[str, Any]]] = CONFIGURATIONS,
+def check_case(case, settings: Sequence[tuple[str, Mapping[str, Any]]] | None = None,
                max_while_iterations: int | None = None) -> None:
-    """Compile and run `case` under each configuration; raise CaseFailure on any disagreement."""
+    """Compile and run `case` under each of `settings` (default: `configurations()`); raise CaseFailure on
+    any disagreement with the interpreter, or between configurations that differ only in thread count."""
     from hlojit.api import compile_hlo
     from hlojit.ir.interpreter import evaluate
 
@@ -61,12 +145,21 @@ def check_case(case, configurations: Sequence[tuple[str, Mapping[str, Any]]] = C
 
     limit = MAX_WHILE_ITERATIONS if max_while_iterations is None else max_while_iterations
     want = evaluate(case.module, list(case.arguments), max_while_iterations=limit)
-    for name, options in configurations:
+    first_of_kind: dict[tuple, tuple[str, list[bytes]]] = {}
+    threaded = supports_num_threads()
+    for name, options in configurations() if settings is None else settings:
         try:
-            executable = compile_hlo(case.module, cache=False, max_while_iterations=limit, **options)
+            with split_small_loops() if threaded else contextlib.nullcontext():
+                executable = compile_hlo(case.module, cache=False, max_while_iterations=limit, **options)
             got = executable(*case.arguments)
         except Exception as error:
             raise CaseFailure(f"[{name}] {type(error).__name__}: {error}\n{case.text}") from error
         problems = compare_results(got, want, case.result_facts)
         if problems:
             raise CaseFailure(f"[{name}] " + "; ".join(problems) + f"\n{case.text}")
+        bits = [_bits(leaf) for leaf in flatten(got)]
+        other = first_of_kind.setdefault(_thread_free(options), (name, bits))
+        if other[1] != bits:
+            differing = next(i for i, (a, b) in enumerate(zip(other[1], bits)) if a != b)
+            raise CaseFailure(f"[{name}] result leaf {differing} is not bit-identical to [{other[0]}]"
+                              f"\n{case.text}")

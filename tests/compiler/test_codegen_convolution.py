@@ -404,3 +404,74 @@ def test_random_convolutions_gemm(data):
         assert_close(got, evaluate(parse_module(text), [x, k]), case.dtype)
     finally:
         convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM = saved
+
+
+# --- an infinite or NaN kernel over padding -----------------------------------------------------------
+
+NONFINITE_KERNEL_CASES = [
+    Conv(pads=((1, 1), (1, 0))),
+    Conv(labels="b01f_01io->b01f", pads=((2, 0), (0, 1)), strides=(2, 1)),
+    Conv(lhs_dilate=(2, 1), pads=((0, 0), (0, 0))),                     # base-dilation holes only
+    Conv(reversal=(1, 0), pads=((1, 1), (0, 0)), rhs_dilate=(1, 2)),
+    Conv(spatial=(0, 5), pads=((2, 1), (0, 0))),                        # empty input, padded: all padding
+    Conv(in_features=4, out_features=4, feature_groups=2, pads=((1, 1), (1, 1))),
+    Conv(batch=4, in_features=2, out_features=4, batch_groups=2, pads=((1, 0), (0, 0))),
+    Conv(dtype="f64", pads=((1, 1), (1, 1))),
+    Conv(dtype="f16", pads=((1, 1), (1, 1))),
+    Conv(dtype="bf16", labels="b01f_01io->b01f", pads=((0, 1), (1, 0))),
+    Conv(dtype="f16", kernel_dtype="f16", out_dtype="f32", pads=((1, 1), (0, 0))),
+]
+
+
+def _nonfinite_kernel(k: np.ndarray) -> np.ndarray:
+    """The kernel with an inf, a -inf and a NaN."""
+    k = k.copy()
+    flat = k.reshape(-1)
+    for position, value in zip((0, flat.size // 2, flat.size - 1), (np.inf, -np.inf, np.nan)):
+        flat[position] = value
+    return k
+
+
+@pytest.mark.parametrize("case", NONFINITE_KERNEL_CASES)
+def test_nonfinite_kernel_over_padding_is_nan_as_in_xla(case):
+    """XLA convolves the zero-padded (and zero-dilated) input, so ``0 * inf`` over padding is NaN.
+
+    The loops skip padding; they must still give NaN where a skipped product
+    is NaN, as the interpreter and im2col + GEMM do. Finite results match too.
+    """
+    text = case.text()
+    x, k = case.inputs()
+    k = _nonfinite_kernel(k)
+    want = evaluate(parse_module(text), [x, k])
+    got = compile_loops(text)(x, k)
+    assert np.array_equal(np.isnan(got.astype(np.float64)), np.isnan(want.astype(np.float64)))
+    assert_close(got, want, case.out_dtype or case.dtype)
+    with np.errstate(invalid="ignore"):
+        if case.spatial[0] and not case.lhs_dilate and case.feature_groups == case.batch_groups == 1:
+            assert np.isnan(want.astype(np.float64)).any()  # the case does exercise padding
+
+
+def test_nonfinite_kernel_nan_matches_the_numpy_definition():
+    """The same semantics as np.pad + multiply (and torch / onnxruntime): an inf tap over padding is NaN."""
+    case = Conv(pads=((1, 1), (1, 1)))
+    x, k = case.inputs()
+    k[1, 2, 0, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        want = numpy_conv2d_nchw(x, k, 1, ((1, 1), (1, 1))).astype(np.float32)
+    got = compile_loops(case.text())(x, k)
+    assert np.isnan(want).any() and np.array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5)
+
+
+@requires_blas
+@pytest.mark.parametrize("case", [c for c in NONFINITE_KERNEL_CASES if c.dtype in ("f32", "f64") and not c.kernel_dtype
+                                  and c.spatial[0]])
+def test_nonfinite_kernel_over_padding_gemm(case, gemm_everywhere):
+    text = case.text()
+    x, k = case.inputs()
+    k = _nonfinite_kernel(k)
+    want = evaluate(parse_module(text), [x, k])
+    got = compile_gemm(text)(x, k)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert_close(got, want, case.dtype)

@@ -1,6 +1,8 @@
 """Differential fuzzing of the compiler: random valid HLO modules (every opcode but custom-call, every
 element type, odd and zero sizes, layouts, control flow) compiled with no passes at LLVM O0 and O3 and
-with the full pipeline, each compared with the reference interpreter (`hlojit.testing.oracle`).
+with the full pipeline - at 1 thread and at 4, with every splittable loop split, once the code generator
+is multi-threaded - each compared with the reference interpreter and across thread counts bit for bit
+(`hlojit.testing.oracle`).
 
 CI budget: a fixed sweep of seeds (each its own test, so xdist spreads them) plus a derandomized
 hypothesis run; `bench/fuzz.py --minutes N` runs the same generator without a bound.
@@ -10,23 +12,36 @@ from __future__ import annotations
 
 import collections
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.verifier import verify
 from hlojit.testing.hlo_strategies import hlo_cases, random_case
-from hlojit.testing.oracle import check_case
+from hlojit.testing.oracle import (CONFIGURATIONS, MANY_THREADS, check_case, configurations, split_small_loops,
+                                   supports_num_threads)
 
-SEEDS = range(90)
+SEEDS = range(300)
+
+# Seeds that meet a known bug whose fix is in a file the reliability work does not own (reported with the
+# fix; see test_fused_roots.py). Strict: once fixed they pass, the xfail fails, and the entry must go.
+OPEN_SEEDS = {
+    94: "fused root simplified to a parameter: codegen/ops/fusion.py has no path for it",
+    135: "fused root simplified to a parameter: codegen/ops/fusion.py has no path for it",
+}
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [
+    pytest.param(seed, marks=pytest.mark.xfail(strict=True, reason=OPEN_SEEDS[seed])) if seed in OPEN_SEEDS
+    else seed
+    for seed in SEEDS
+])
 def test_random_module_matches_interpreter(seed):
     check_case(random_case(seed))
 
 
-@settings(max_examples=15, derandomize=True, deadline=None, database=None,
+@settings(max_examples=30, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(hlo_cases())
 def test_hypothesis_module_matches_interpreter(case):
@@ -56,3 +71,25 @@ def test_generator_covers_the_opcode_table():
     assert not missing, f"the generator never made {sorted(missing)}"
     # Most results are checked bit for bit; the rest within an error allowance.
     assert exact[True] > 5 * exact[False] > 0
+
+
+def test_thread_configurations_really_split_the_work():
+    """The many-thread configurations must run fuzzed (tiny) modules on several threads, or the
+    bit-identity check across thread counts would compare one code path with itself."""
+    if not supports_num_threads():
+        assert configurations() == CONFIGURATIONS
+        return
+    from hlojit.api import compile_hlo
+    from hlojit.compiler.codegen import parallel
+
+    names = [name for name, _ in configurations()]
+    assert any("1 thread" in n for n in names) and any(f"{MANY_THREADS} threads" in n for n in names)
+    text = """HloModule small
+ENTRY e { x = f32[16,6] parameter(0)  y = f32[16,6] parameter(1)  ROOT r = f32[16,6] multiply(x, y) }"""
+    with split_small_loops():
+        many = compile_hlo(text, cache=False, num_threads=MANY_THREADS)
+        one = compile_hlo(text, cache=False, num_threads=1)
+    assert parallel.TASK_PREFIX in many.llvm_ir and parallel.TASK_PREFIX not in one.llvm_ir
+    x = np.arange(96, dtype=np.float32).reshape(16, 6)
+    np.testing.assert_array_equal(many(x, x), x * x)
+    np.testing.assert_array_equal(one(x, x), x * x)

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from hlojit.testing.numpy_strategies import check_program, numpy_programs, random_program
 
-SEEDS = range(70)
+SEEDS = range(200)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -23,7 +23,7 @@ def test_random_program_matches_numpy_on_the_interpreter(seed):
     check_program(random_program(10_000 + seed), backend="interpreter")
 
 
-@settings(max_examples=15, derandomize=True, deadline=None, database=None,
+@settings(max_examples=30, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(numpy_programs())
 def test_hypothesis_program_matches_numpy(program):

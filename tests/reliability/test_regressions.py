@@ -16,12 +16,35 @@ from hlojit.testing.text_mutations import check_parser_input
 DIRECTORY = Path(__file__).parent.parent / "data" / "fuzz_regressions"
 FILES = regression_files(DIRECTORY)
 
+# Regressions whose fix lies in a file the reliability work does not own: each is reported with its
+# minimal fix, and is a strict xfail, so the test fails (and this entry must go) as soon as it is fixed.
+_FUSED_ROOT = ("the simplifier turns a fused root into a parameter or constant; codegen/ops/fusion.py sends such "
+               "a root to the op-emitter path ('has no emitter')")
+OPEN = {
+    "hlo_fused_root_simplified_to_parameter.hlo": _FUSED_ROOT,
+    "hlo_fused_root_simplified_to_constant.hlo": _FUSED_ROOT,
+    "hlo_bitcast_of_parameter_with_other_abi_layout.hlo":
+        "compiled without passes, buffers.py makes a bitcast of a parameter a view of the caller's (ABI) "
+        "layout instead of the parameter instruction's layout",
+    "numpy_slice_of_empty_slice.py":
+        "algebraic-simplifier merges slice(slice(x)) whose result is empty into a slice starting past the "
+        "end of x (invalid module)",
+    "numpy_bool_array_squared_is_int8.py":
+        "numpy computes bool_array ** 2 as np.square (int8); the tracer promotes bool ** 2 to int64",
+}
+
+
+def _param(path: Path):
+    if path.name in OPEN:
+        return pytest.param(path, id=path.name, marks=pytest.mark.xfail(strict=True, reason=OPEN[path.name]))
+    return pytest.param(path, id=path.name)
+
 
 def test_regression_directory_is_not_empty():
     assert FILES, f"no regressions in {DIRECTORY}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+@pytest.mark.parametrize("path", [_param(p) for p in FILES])
 def test_regression(path):
     if path.suffix == ".hlo":
         check_case(load_hlo_case(path))

@@ -8,11 +8,13 @@ per-call or per-executable leak of any real size would add.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import subprocess
 import sys
-import threading
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +268,53 @@ def test_special_files_in_the_cache_do_not_hang_compilation(tmp_path, kind):
     except subprocess.TimeoutExpired:
         pytest.fail(f"compile_hlo hung on a {kind} in the cache directory")
     assert completed.returncode == 0, completed.stderr
+
+
+# Compiles MODULES (in an order of its own) into one cache directory shared with other processes,
+# starting when the file argv[2] appears, and prints what happened as JSON.
+_CACHE_WRITER = textwrap.dedent("""
+    import json, os, random, sys, time
+    import numpy as np
+    from hlojit.api import compile_hlo
+    from hlojit.runtime.cache import CompilationCache
+    directory, go, order_seed, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    cache = CompilationCache(directory)
+    order = list(range(count))
+    random.Random(order_seed).shuffle(order)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    correct, from_cache = True, 0
+    for i in order:
+        text = ("HloModule shared%d\\nENTRY e { x = f32[3] parameter(0)  c = f32[] constant(%d)\\n"
+                "  b = f32[3] broadcast(c), dimensions={}  ROOT r = f32[3] multiply(x, b) }" % (i, i))
+        exe = compile_hlo(text, cache=cache)
+        from_cache += exe.from_cache
+        correct &= bool(np.array_equal(exe(np.array([1, 2, 3], np.float32)), np.array([1, 2, 3], np.float32) * i))
+    print(json.dumps({"correct": correct, "from_cache": from_cache, "stats": cache.stats.as_dict()}))
+""")
+
+
+def test_concurrent_processes_share_one_cache_directory_safely(tmp_path):
+    """4 processes compile the same 6 modules in different orders into one directory at the same moment:
+    every result is right, no process reads a half-written entry, and afterwards every entry loads."""
+    directory, go, modules = tmp_path / "cache", tmp_path / "go", 6
+    env = {k: v for k, v in os.environ.items() if k != "HLOJIT_DISABLE_CACHE"}
+    writers = [subprocess.Popen([sys.executable, "-c", _CACHE_WRITER, str(directory), str(go), str(seed),
+                                 str(modules)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for seed in range(4)]
+    time.sleep(1.0)  # let every process reach the starting line
+    go.touch()
+    reports = []
+    for process in writers:
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert all(r["correct"] for r in reports)
+    assert all(r["stats"]["rejected"] == 0 and r["stats"]["write_errors"] == 0 for r in reports), reports
+    assert not list(directory.glob("*.tmp")), "a temporary file was left behind"
+    assert len([p for p in directory.iterdir() if p.suffix == ".hlojit"]) == modules
+    reader = subprocess.run([sys.executable, "-c", _CACHE_WRITER, str(directory), str(go), "99", str(modules)],
+                            env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert reader.returncode == 0, reader.stderr
+    final = json.loads(reader.stdout.strip().splitlines()[-1])
+    assert final["correct"] and final["from_cache"] == modules and final["stats"]["rejected"] == 0

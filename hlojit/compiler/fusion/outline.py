@@ -108,8 +108,11 @@ def _outer_instructions(comp, outlined: list[_Outlined], output_of: dict[str, st
                 ))
     ordered = _topological(emitted)
     root = output_of.get(comp.root_name, comp.root_name)
-    live = _live_names(ordered, root)
-    return [i for i in ordered if i.name in live or i.name not in fused_members]
+    # Every instruction that is not fused stays, dead or not (DCE is another pass's job), and so must
+    # whatever it reads: a fused member still used by dead code outside the group is kept too.
+    kept = {i.name for i in ordered if i.name not in fused_members}
+    live = _live_names(ordered, kept | {root})
+    return [i for i in ordered if i.name in live]
 
 
 def _topological(instructions: list[Instruction]) -> list[Instruction]:
@@ -142,8 +145,9 @@ def _topological(instructions: list[Instruction]) -> list[Instruction]:
     return result
 
 
-def _live_names(instructions: list[Instruction], root: str) -> set[str]:
-    live = {root}
+def _live_names(instructions: list[Instruction], needed: set[str]) -> set[str]:
+    """`needed`, everything they read (transitively), parameters and side-effecting instructions."""
+    live = set(needed)
     for instr in reversed(instructions):
         if instr.name in live or instr.opcode is Opcode.PARAMETER or has_side_effect(instr):
             live.add(instr.name)

@@ -176,6 +176,9 @@ def analyze_fusion(
     if enforce_costs and len(reductions) > MAX_REDUCTIONS_PER_FUSION:
         raise FusionRefusal(f"the fusion would hold {len(reductions)} reductions, more than "
                             f"{MAX_REDUCTIONS_PER_FUSION}")
+    outside = [name for name in roots if name not in members]
+    if outside:  # a hand-written (or simplified) fused computation can output one of its parameters
+        raise FusionRefusal(f"output {outside[0]} is not one of the fused instructions (a parameter?)")
     root_instrs = [members[name] for name in roots]
     for root in root_instrs:
         if root.shape.is_tuple and not _is_reduce(root):

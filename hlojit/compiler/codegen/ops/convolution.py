@@ -67,6 +67,7 @@ from .window_indexing import (
     source_position,
     window_axes,
     window_bounds,
+    window_element_real,
     window_inside,
     window_loop_nest,
     window_start,
@@ -259,6 +260,67 @@ def _emit_loop_convolution(ctx: EmitContext, g: ConvGeometry) -> None:
         _emit_accumulator_convolution(ctx, g)
     else:
         _emit_axpy_convolution(ctx, g)
+    _emit_padding_products(ctx, g)
+
+
+def _emit_padding_products(ctx: EmitContext, g: ConvGeometry) -> None:
+    """Add the products the loops skipped: padding and base-dilation holes (zeros) times the kernel.
+
+    XLA defines convolution on the zero-padded, zero-dilated input, so every
+    window element enters the sum, padding included (the interpreter and the
+    im2col path do exactly that; so do Eigen, torch and onnxruntime). The
+    loops clip their windows to the real elements instead, which is the same
+    sum unless a kernel value is an infinity or NaN: then ``0 * w`` is NaN and
+    so is the sum. Such a skipped product can only make the result NaN (a
+    ``+-0`` term leaves any sum that starts at +0 unchanged), so: one pass
+    over the kernel decides whether any value would; only then, per output
+    element, a NaN product over padding or a hole is stored as the result.
+    """
+    out = ctx.output
+    if not out.dtype.is_float or g.input_features == 0 or g.taps == 0:
+        return
+    skipping = [i for i, axis in enumerate(g.axes) if _may_skip(axis)]
+    if not skipping:
+        return  # every window element of every output is real: nothing was skipped
+    b = ctx.builder
+    read_rhs = ctx.operand_generator(1)
+    acc_dtype = _accumulator_dtype(out.dtype)
+    zero = T.constant(acc_dtype, 0)
+
+    def zero_times_kernel(index: Sequence[ir.Value]) -> ir.Value:
+        w = arith.convert(b, read_rhs(b, tuple(index)), g.rhs.dtype, out.dtype)
+        return b.fmul(zero, w)  # NaN exactly where w is an infinity or NaN
+
+    # 0 + sum of 0 * w over the kernel: NaN iff some kernel value is not finite (no branch; vectorizes).
+    any_nonfinite = ctx.stack_slot(acc_dtype, "conv.nonfinite")
+    any_nonfinite.store(b, (), zero)
+    with shape_loop_nest(b, g.rhs, name="conv.kscan") as kernel_index:
+        any_nonfinite.store(b, (), b.fadd(any_nonfinite.load(b, ()), zero_times_kernel(kernel_index)))
+    total = any_nonfinite.load(b, ())
+    with if_then(b, b.fcmp_unordered("uno", total, total), name="conv.nonfinite"):
+        labels = g.labels
+        with shape_loop_nest(b, out.shape, name="conv.pad") as out_index:
+            with _feature_loop(b, g.input_features) as feature:
+                with loop_nest(b, [axis.window.size for axis in g.axes], name="conv.pad.t") as taps:
+                    real: ir.Value | None = None
+                    for i in skipping:
+                        start = window_start(b, g.axes[i], out_index[labels.output_spatial[i]])
+                        test = window_element_real(b, g.axes[i], start, taps[i])
+                        real = test if real is None else b.and_(real, test)
+                    rhs_index: list[ir.Value] = [T.index_constant(0)] * g.rhs.rank
+                    rhs_index[labels.kernel_output_feature] = out_index[labels.output_feature]
+                    rhs_index[labels.kernel_input_feature] = feature
+                    for i, dim in enumerate(labels.kernel_spatial):
+                        rhs_index[dim] = _kernel_tap(b, g, i, taps[i])
+                    product = zero_times_kernel(rhs_index)
+                    is_nan = b.fcmp_unordered("uno", product, product)
+                    with if_then(b, b.and_(b.not_(real), is_nan), name="conv.pad.nan"):
+                        out.store(b, out_index, product)
+
+
+def _may_skip(axis: WindowAxis) -> bool:
+    """Some window element of this axis can be padding or a base-dilation hole."""
+    return axis.never_inside or not axis.always_inside or _has_holes(axis)
 
 
 def _emit_axpy_convolution(ctx: EmitContext, g: ConvGeometry) -> None:

@@ -177,6 +177,21 @@ def source_position(
     return b.sdiv(position, _const(w.lhs_dilate)), is_element
 
 
+def window_element_real(b: ir.IRBuilder, axis: WindowAxis, start: ir.Value, window_position: ir.Value) -> ir.Value:
+    """i1: window element `window_position` (any, not only in-bounds ones) reads a real operand element.
+
+    False over padding (outside ``[0, extent)``) and at base-dilation holes.
+    `start` is `window_start(...)`.
+    """
+    w = axis.window
+    step = window_position if w.rhs_dilate == 1 else b.mul(window_position, _const(w.rhs_dilate))
+    position = b.add(start, step)
+    inside = b.and_(b.icmp_signed(">=", position, _const(0)), b.icmp_signed("<", position, _const(axis.extent)))
+    if w.lhs_dilate == 1 or axis.input_size <= 1:
+        return inside
+    return b.and_(inside, b.icmp_signed("==", b.srem(position, _const(w.lhs_dilate)), _const(0)))
+
+
 @contextmanager
 def window_loop_nest(
     b: ir.IRBuilder,
