@@ -551,7 +551,11 @@ class _Planner:
 
         if opcode in (Opcode.BITCAST, Opcode.RESHAPE, Opcode.TRANSPOSE, Opcode.COPY):
             operand = operands[0]
-            if operand.in_memory and is_view(instr, operand.shape):
+            # The operand's bytes are laid out as its buffer says (an entry parameter's buffer follows
+            # the entry layout), which can differ from the layout its instruction declares; the view
+            # reinterprets the declared one, so it is free only when the two agree.
+            declared = computation.by_name[instr.operands[0]].shape
+            if operand.in_memory and operand.shape.layout == declared.layout and is_view(instr, operand.shape):
                 return _PendingPlan(Disposition.VIEW), _Array(instr.shape, True, operand.request, operand.deps)
         if opcode in LAZY_OPCODES or (opcode is Opcode.COPY and instr.shape.layout == operands[0].shape.layout):
             return _PendingPlan(Disposition.LAZY), _Array(instr.shape, False, None, _deps(tuple(operands)))

@@ -67,15 +67,10 @@ def test_fused_root_outside_the_fused_instructions(case, optimize):
         np.testing.assert_array_equal(g, w)
 
 
-_BITCAST_OPEN = ("reported: without passes, codegen reads the parameter's entry (ABI) layout for a bitcast "
-                 "instead of the parameter instruction's layout")
-
-
 @pytest.mark.parametrize("abi_layout, optimize", [
     pytest.param("{1,0}", False, id="same-layout-no-passes"),
     pytest.param("{1,0}", True, id="same-layout-pipeline"),
-    pytest.param("{0,1}", False, id="abi-layout-differs-no-passes",
-                 marks=pytest.mark.xfail(strict=True, reason=_BITCAST_OPEN)),
+    pytest.param("{0,1}", False, id="abi-layout-differs-no-passes"),
     pytest.param("{0,1}", True, id="abi-layout-differs-pipeline"),
 ])
 def test_bitcast_of_a_parameter_uses_the_instructions_layout(abi_layout, optimize):
@@ -100,7 +95,6 @@ ENTRY e { p = f32[4] parameter(0)  n = f32[4] negate(p)  dead = (f32[4]) tuple(n
                                evaluate(parse_module(text), [x]), rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="reported: algebraic-simplifier composes slice(slice) past the operand's end")
 def test_slice_of_an_empty_slice_simplifies_to_a_valid_module():
     text = """HloModule s
 ENTRY e { a = s32[3,5,3] parameter(0)

@@ -23,12 +23,6 @@ _FUSED_ROOT = ("the simplifier turns a fused root into a parameter or constant; 
 OPEN = {
     "hlo_fused_root_simplified_to_parameter.hlo": _FUSED_ROOT,
     "hlo_fused_root_simplified_to_constant.hlo": _FUSED_ROOT,
-    "hlo_bitcast_of_parameter_with_other_abi_layout.hlo":
-        "compiled without passes, buffers.py makes a bitcast of a parameter a view of the caller's (ABI) "
-        "layout instead of the parameter instruction's layout",
-    "numpy_slice_of_empty_slice.py":
-        "algebraic-simplifier merges slice(slice(x)) whose result is empty into a slice starting past the "
-        "end of x (invalid module)",
     "numpy_bool_array_squared_is_int8.py":
         "numpy computes bool_array ** 2 as np.square (int8); the tracer promotes bool ** 2 to int64",
 }

@@ -493,10 +493,13 @@ def slice_of_slice(instr: Instruction, ctx: Context) -> Rewrite:
         return None
     composed = []
     for outer, first, count in zip(instr.attr("slice"), inner.attr("slice"), instr.shape.dims):
+        if count == 0:
+            # An empty dimension: the composed start may lie past the end of x, so take [0:0:1].
+            composed.append(SliceDim(0, 0, 1))
+            continue
         start = first.start + outer.start * first.stride
         stride = first.stride * outer.stride
-        limit = start + (count - 1) * stride + 1 if count > 0 else start
-        composed.append(SliceDim(start, limit, stride))
+        composed.append(SliceDim(start, start + (count - 1) * stride + 1, stride))
     return _result(instr, Opcode.SLICE, inner.operands, instr.attrs.replace(slice=tuple(composed)))
 
 
