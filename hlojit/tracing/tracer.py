@@ -309,6 +309,9 @@ class Tracer:
                 fast = np.sqrt
             if fast is not None:
                 return self._unary(fast)
+        elif type(other) is int and other == 2 and self.dtype.kind in "biu":
+            # The same fast path squares integer and bool arrays: bool ** 2 is int8, as np.square gives.
+            return self._unary(np.square)
         return self._binary(np.power, other)
     def __rpow__(self, other): return self._binary(np.power, other, True)
     def __matmul__(self, other): return self._binary(np.matmul, other)

@@ -104,7 +104,6 @@ ENTRY e { a = s32[3,5,3] parameter(0)
     assert compile_hlo(text, cache=False)(a).shape == (0, 0, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="reported: the tracer types bool ** 2 as int64; numpy gives int8")
 def test_bool_array_squared_has_numpys_dtype():
     import hlojit
 

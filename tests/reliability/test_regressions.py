@@ -23,8 +23,6 @@ _FUSED_ROOT = ("the simplifier turns a fused root into a parameter or constant; 
 OPEN = {
     "hlo_fused_root_simplified_to_parameter.hlo": _FUSED_ROOT,
     "hlo_fused_root_simplified_to_constant.hlo": _FUSED_ROOT,
-    "numpy_bool_array_squared_is_int8.py":
-        "numpy computes bool_array ** 2 as np.square (int8); the tracer promotes bool ** 2 to int64",
 }
 
 
