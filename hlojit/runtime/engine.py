@@ -9,15 +9,19 @@ so a library built from IR and one rebuilt from cached object bytes
 (:meth:`CompiledLibrary.from_object`) are loaded identically.
 
 Loading.  On x86-64 Linux the object is placed in memory by hlojit itself
-(`_NativeImage`): the target machine uses the large code model, so LLVM's
-relocatable objects need only absolute (``R_X86_64_64``) and a few
-PC-relative relocations, which a hundred lines of Python apply in well under
-a millisecond.  That matters for the persistent compilation cache: a process
+(`hlojit.runtime.object_loader`): the target machine uses the large code
+model, so LLVM's relocatable objects need only absolute (``R_X86_64_64``)
+relocations in code and data, which Python applies in well under a
+millisecond.  That matters for the persistent compilation cache: a process
 that only loads cached code never imports ``llvmlite.binding`` (loading the
 178 MB LLVM library and its Python bindings costs ~25 ms, more than the rest
 of a warm start together).  Anything the loader does not handle (another
 platform, an unexpected relocation or section kind, a symbol it cannot find
-without LLVM) falls back to MCJIT, which is what every load used before.
+without LLVM) falls back to MCJIT, which is what every load used before; the
+reason is kept in :attr:`CompiledLibrary.fallback_reason`.  Malformed bytes
+(truncated, corrupt) raise `MalformedObjectError` instead: MCJIT would
+segfault or abort on them.  Objects with static constructors or destructors
+raise RuntimeError: MCJIT loads them without running them, silently wrong.
 
 Why MCJIT with one engine per library, not one shared ORC LLJIT: llvmlite's
 LLJIT frees a library's code when its resource tracker dies, but the
@@ -58,13 +62,14 @@ from __future__ import annotations
 import ctypes
 import functools
 import itertools
-import mmap
-import os
-import struct
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Union
+
+from .object_loader import NATIVE_LOADING_SUPPORTED, MalformedObjectError, NativeImage, UnsupportedObject
+
+# Read by tests/runtime/test_cache.py (owned elsewhere); new code reads the object_loader name.
+_NATIVE_LOADER = NATIVE_LOADING_SUPPORTED
 
 if TYPE_CHECKING:
     import llvmlite.binding as llvm
@@ -72,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CompiledLibrary",
+    "MalformedObjectError",
     "binding",
     "host_target_machine",
     "host_cpu_name",
@@ -261,10 +267,6 @@ def _external_symbols(mod: "llvm.ModuleRef") -> tuple[str, ...]:
 # Symbol resolution without LLVM
 
 
-class _UnsupportedObject(Exception):
-    """The native loader cannot load this object here; MCJIT can (or reports the real error)."""
-
-
 class _DlInfo(ctypes.Structure):
     _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
                 ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
@@ -272,14 +274,12 @@ class _DlInfo(ctypes.Structure):
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    """The process' global scope (libc, libm, libpython, ...) with dlsym/dladdr/mprotect typed."""
+    """The process' global scope (libc, libm, libpython, ...) with dlsym and dladdr typed."""
     process = ctypes.CDLL(None, use_errno=True)
     process.dlsym.restype = ctypes.c_void_p
     process.dlsym.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
     process.dladdr.restype = ctypes.c_int
     process.dladdr.argtypes = [ctypes.c_void_p, ctypes.POINTER(_DlInfo)]
-    process.mprotect.restype = ctypes.c_int
-    process.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     return process
 
 
@@ -324,193 +324,6 @@ def _defining_file(address: int) -> str | None:
     if not _libc().dladdr(ctypes.c_void_p(address), ctypes.byref(info)) or not info.dli_fname:
         return None
     return info.dli_fname.decode(errors="surrogateescape")
-
-
-# ---------------------------------------------------------------------------
-# The native object loader (ELF64 x86-64 relocatable objects)
-
-_NATIVE_LOADER = sys.platform.startswith("linux") and os.uname().machine == "x86_64"
-_ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
-_SECTION_HEADER = struct.Struct("<IIQQQQIIQQ")
-_SYMBOL = struct.Struct("<IBBHQQ")
-_RELA = struct.Struct("<QQq")
-_SHT_PROGBITS, _SHT_SYMTAB, _SHT_RELA, _SHT_NOBITS, _SHT_REL = 1, 2, 4, 8, 9
-_SHT_INIT_ARRAY, _SHT_FINI_ARRAY, _SHT_PREINIT_ARRAY = 14, 15, 16
-_SHF_WRITE, _SHF_ALLOC, _SHF_EXECINSTR, _SHF_TLS = 0x1, 0x2, 0x4, 0x400
-_SHN_UNDEF, _SHN_LORESERVE, _SHN_ABS = 0, 0xFF00, 0xFFF1
-_STB_LOCAL, _STB_WEAK = 0, 2
-_STT_TLS = 6
-# x86-64 relocation types: name, width in bytes, PC-relative, signed range check.
-_RELOCATIONS = {
-    1: ("R_X86_64_64", 8, False),
-    2: ("R_X86_64_PC32", 4, True),
-    4: ("R_X86_64_PLT32", 4, True),  # a direct call: the callee's address, PC-relative
-    10: ("R_X86_64_32", 4, False),
-    11: ("R_X86_64_32S", 4, False),
-    24: ("R_X86_64_PC64", 8, True),
-}
-_PROT_READ, _PROT_WRITE, _PROT_EXEC = 1, 2, 4
-
-
-def _c_string(table: bytes, offset: int) -> str:
-    end = table.index(b"\0", offset)
-    return table[offset:end].decode("utf-8", "surrogateescape")
-
-
-class _NativeImage:
-    """An ELF relocatable object laid out in fresh pages, relocated, code made read+execute.
-
-    Allocated sections go into two anonymous mappings: code and read-only
-    data (made read+execute once relocated, never writable and executable at
-    once) and writable data.  ``.eh_frame`` is not loaded: nothing unwinds
-    through generated code.  Anything else unusual raises `_UnsupportedObject`.
-    """
-
-    def __init__(self, obj: bytes, libraries: tuple[str, ...]):
-        if not _NATIVE_LOADER:
-            raise _UnsupportedObject("not x86-64 Linux")
-        try:
-            self._load(obj, libraries)
-        except (struct.error, IndexError, ValueError) as error:
-            self.close()
-            raise _UnsupportedObject(f"malformed object: {error}") from None
-        except BaseException:
-            self.close()
-            raise
-
-    def _load(self, obj: bytes, libraries: tuple[str, ...]) -> None:
-        self._maps: list[mmap.mmap] = []
-        header = _ELF_HEADER.unpack_from(obj, 0)
-        ident, e_type, machine, shoff, shentsize, shnum, shstrndx = (
-            header[0], header[1], header[2], header[6], header[11], header[12], header[13])
-        if ident[:4] != b"\x7fELF" or ident[4] != 2 or ident[5] != 1 or e_type != 1 or machine != 62:
-            raise _UnsupportedObject("not an ELF64 little-endian x86-64 relocatable object")
-        if shentsize != _SECTION_HEADER.size or shnum == 0 or shstrndx >= _SHN_LORESERVE:
-            raise _UnsupportedObject("unexpected section table")
-        sections = [_SECTION_HEADER.unpack_from(obj, shoff + i * shentsize) for i in range(shnum)]
-        names_offset, names_size = sections[shstrndx][4], sections[shstrndx][5]
-        section_names = obj[names_offset:names_offset + names_size]
-
-        # Place the allocated sections: code and constants in one mapping, writable data in another.
-        placement: dict[int, tuple[int, int]] = {}  # section index -> (mapping 0/1, offset)
-        sizes = [0, 0]
-        for index, (name_at, kind, flags, _, _, size, _, _, align, _) in enumerate(sections):
-            if not flags & _SHF_ALLOC:
-                continue
-            name = _c_string(section_names, name_at)
-            if name == ".eh_frame":
-                continue
-            if flags & _SHF_TLS or kind in (_SHT_INIT_ARRAY, _SHT_FINI_ARRAY, _SHT_PREINIT_ARRAY):
-                raise _UnsupportedObject(f"section {name} (kind {kind}) needs a full linker")
-            if kind not in (_SHT_PROGBITS, _SHT_NOBITS):
-                raise _UnsupportedObject(f"allocated section {name} of kind {kind}")
-            align = max(align, 1)
-            if align > mmap.PAGESIZE:
-                raise _UnsupportedObject(f"section {name} aligned to {align} bytes")
-            which = 1 if flags & _SHF_WRITE else 0
-            offset = -(-sizes[which] // align) * align
-            placement[index] = (which, offset)
-            sizes[which] = offset + size
-        bases = [0, 0]
-        for which in (0, 1):
-            if sizes[which]:
-                # Private: a forked child gets its own copy of writable data, as with MCJIT's memory.
-                mapping = mmap.mmap(-1, sizes[which], flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                                    prot=_PROT_READ | _PROT_WRITE)
-                anchor = ctypes.c_char.from_buffer(mapping)
-                bases[which] = ctypes.addressof(anchor)
-                del anchor  # the mapping can only be closed once no buffer export remains
-                self._maps.append(mapping)
-            else:
-                self._maps.append(None)
-        for index, (which, offset) in placement.items():
-            _, kind, _, _, file_offset, size, *_ = sections[index]
-            if kind == _SHT_PROGBITS and size:
-                if file_offset + size > len(obj):
-                    raise ValueError(f"section {index} runs past the end of the object")
-                self._maps[which][offset:offset + size] = obj[file_offset:file_offset + size]
-
-        def section_address(index: int) -> int:
-            which, offset = placement[index]
-            return bases[which] + offset
-
-        # Symbols: addresses of the defined ones, resolution of the undefined ones.
-        symtab_index = next((i for i, s in enumerate(sections) if s[1] == _SHT_SYMTAB), None)
-        if symtab_index is None:
-            raise _UnsupportedObject("no symbol table")
-        _, _, _, _, symtab_offset, symtab_size, strtab_index, _, _, entsize = sections[symtab_index]
-        strtab = obj[sections[strtab_index][4]:sections[strtab_index][4] + sections[strtab_index][5]]
-        symbol_addresses: list[int | None] = []
-        self.exports: dict[str, int] = {}
-        unresolved: list[str] = []
-        for position in range(symtab_size // entsize):
-            name_at, info, _, shndx, value, _ = _SYMBOL.unpack_from(obj, symtab_offset + position * entsize)
-            name = _c_string(strtab, name_at)
-            binding_kind, symbol_kind = info >> 4, info & 0xF
-            if symbol_kind == _STT_TLS:
-                raise _UnsupportedObject(f"thread-local symbol {name}")
-            if shndx == _SHN_UNDEF:
-                address = _resolve_symbol(name, libraries) if name else 0
-                if address is None:
-                    if binding_kind == _STB_WEAK:
-                        address = 0
-                    else:
-                        unresolved.append(name)
-            elif shndx == _SHN_ABS:
-                address = value
-            elif shndx >= _SHN_LORESERVE:
-                raise _UnsupportedObject(f"symbol {name} in special section {shndx:#x}")
-            elif shndx in placement:
-                address = section_address(shndx) + value
-            else:
-                address = None  # in a section that is not loaded (.eh_frame, debug info)
-            symbol_addresses.append(address)
-            if binding_kind != _STB_LOCAL and shndx != _SHN_UNDEF and address is not None and name:
-                self.exports[name] = address
-        if unresolved:
-            raise _UnsupportedObject(f"symbols not found without LLVM: {', '.join(unresolved)}")
-
-        # Relocations of the loaded sections.
-        for kind_sections in sections:
-            _, kind, _, _, rela_offset, rela_size, _, target, _, rela_entsize = kind_sections
-            if kind == _SHT_REL and target in placement:
-                raise _UnsupportedObject("REL relocations")
-            if kind != _SHT_RELA or target not in placement:
-                continue
-            which, section_offset = placement[target]
-            target_size = sections[target][5]
-            mapping, base = self._maps[which], bases[which]
-            for position in range(rela_size // rela_entsize):
-                where, info, addend = _RELA.unpack_from(obj, rela_offset + position * rela_entsize)
-                relocation = _RELOCATIONS.get(info & 0xFFFFFFFF)
-                if relocation is None:
-                    raise _UnsupportedObject(f"relocation type {info & 0xFFFFFFFF}")
-                kind_name, width, pc_relative = relocation
-                symbol = symbol_addresses[info >> 32]
-                if symbol is None:
-                    raise _UnsupportedObject(f"{kind_name} against a symbol in a section that is not loaded")
-                if where + width > target_size:
-                    raise ValueError("relocation outside its section")
-                offset = section_offset + where
-                value = symbol + addend - (base + offset if pc_relative else 0)
-                if width == 8:
-                    struct.pack_into("<Q", mapping, offset, value & 0xFFFFFFFFFFFFFFFF)
-                elif kind_name == "R_X86_64_32" and 0 <= value < 2**32:
-                    struct.pack_into("<I", mapping, offset, value)
-                elif kind_name != "R_X86_64_32" and -2**31 <= value < 2**31:
-                    struct.pack_into("<i", mapping, offset, value)
-                else:
-                    raise _UnsupportedObject(f"{kind_name} target out of range")
-
-        if self._maps[0] is not None:
-            if _libc().mprotect(bases[0], len(self._maps[0]), _PROT_READ | _PROT_EXEC) != 0:
-                raise _UnsupportedObject(f"mprotect failed: errno {ctypes.get_errno()}")
-
-    def close(self) -> None:
-        for mapping in getattr(self, "_maps", ()):
-            if mapping is not None:
-                mapping.close()
-        self._maps = []
 
 
 # ---------------------------------------------------------------------------
@@ -576,7 +389,10 @@ class CompiledLibrary:
         object) so a missing one raises here instead of crashing at call
         time, and its :attr:`external_libraries`, so symbols that only a
         library loaded into LLVM provided (BLAS) resolve without LLVM.
-        ``llvm_ir_optimized`` and :meth:`asm` are unavailable.
+        ``llvm_ir_optimized`` and :meth:`asm` are unavailable.  Raises
+        `MalformedObjectError` for bytes that are not a well-formed object
+        (MCJIT would crash on them; the cache checksums entries, but this is
+        public).
         """
         t0 = time.perf_counter()
         self = cls.__new__(cls)
@@ -594,18 +410,27 @@ class CompiledLibrary:
         #: Symbols the code imports from the process (libm, BLAS, registered ones).
         self.external_symbols = externals
         self._engine = None
-        self._image: _NativeImage | None = None
+        self._image: NativeImage | None = None
         self._libraries = libraries
         #: How the code was loaded: "native" (hlojit's loader) or "mcjit".
         self.loader = "native"
+        #: Why the native loader handed the object to MCJIT (None when it loaded it).
+        self.fallback_reason: str | None = None
+        # Malformed bytes raise MalformedObjectError from here: MCJIT must never see them.
         try:
+            image = NativeImage(obj, lambda symbol: _resolve_symbol(symbol, libraries))
             missing = [s for s in externals if _resolve_symbol(s, libraries) is None]
-            if missing:
-                raise _UnsupportedObject(f"symbols not found without LLVM: {', '.join(missing)}")
-            image = _NativeImage(obj, libraries)
-        except _UnsupportedObject:
+            if missing:  # recorded as imported but not referenced: let MCJIT report them
+                image.close()
+                raise UnsupportedObject(f"symbols not found without LLVM: {', '.join(missing)}")
+        except UnsupportedObject as refusal:
+            if not refusal.mcjit_can_load:
+                raise RuntimeError(f"cannot load {self.name}: {refusal.reason}") from None
             self.loader = "mcjit"
-            self._engine = self._load_with_mcjit(obj, externals, libraries)
+            self.fallback_reason = refusal.reason
+            # The object's own unresolved names too: MCJIT would bind them to 0 silently.
+            checked = tuple(dict.fromkeys(externals + refusal.unresolved))
+            self._engine = self._load_with_mcjit(obj, checked, libraries)
             return
         self._image = image
         self._addresses.update(image.exports)

@@ -14,7 +14,7 @@ import llvmlite.ir as ir
 import numpy as np
 import pytest
 
-from hlojit.runtime import engine
+from hlojit.runtime import engine, object_loader
 from hlojit.runtime.engine import CompiledLibrary
 
 ADD_ONE = """
@@ -166,11 +166,12 @@ def test_object_reload_in_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result, loader, imported_llvm = out.stdout.split()
     assert result == "2"
-    if engine._NATIVE_LOADER:  # loading object code needs no LLVM
+    if object_loader.NATIVE_LOADING_SUPPORTED:  # loading object code needs no LLVM
         assert loader == "native" and imported_llvm == "False"
 
 
-NATIVE_ONLY = pytest.mark.skipif(not engine._NATIVE_LOADER, reason="the native loader is for x86-64 Linux")
+NATIVE_ONLY = pytest.mark.skipif(not object_loader.NATIVE_LOADING_SUPPORTED,
+                                 reason="the native loader is for x86-64 Linux")
 
 # Writable data, read-only vector constants, a call through a registered symbol and one into libm:
 # every kind of section and symbol the native loader places or resolves.
@@ -228,9 +229,9 @@ def test_the_native_loader_places_every_section_and_resolves_every_symbol(plus_o
 
 
 def test_objects_the_native_loader_refuses_go_to_mcjit(plus_one_symbol, monkeypatch):
-    monkeypatch.setattr(engine, "_NATIVE_LOADER", False)  # as on a platform it does not handle
+    monkeypatch.setattr(object_loader, "NATIVE_LOADING_SUPPORTED", False)  # as on another platform
     lib = CompiledLibrary(SECTIONS_AND_SYMBOLS)
-    assert lib.loader == "mcjit"
+    assert lib.loader == "mcjit" and "x86-64 Linux" in lib.fallback_reason
     _exercise_sections_and_symbols(lib)
     # Loading an object with MCJIT makes the libraries it names visible to LLVM's resolver.
     loaded = CompiledLibrary.from_object(lib.object_code(), external_symbols=lib.external_symbols,
@@ -240,8 +241,8 @@ def test_objects_the_native_loader_refuses_go_to_mcjit(plus_one_symbol, monkeypa
     monkeypatch.undo()
     corrupt = bytearray(lib.object_code())
     corrupt[18] ^= 0xFF  # e_machine: not x86-64 any more
-    with pytest.raises(engine._UnsupportedObject):
-        engine._NativeImage(bytes(corrupt), ())
+    with pytest.raises(object_loader.UnsupportedObject, match="not x86-64"):
+        object_loader.NativeImage(bytes(corrupt), lambda name: None)
 
 
 def test_close_is_idempotent_and_blocks_lookups():
