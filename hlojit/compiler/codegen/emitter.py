@@ -41,7 +41,8 @@ from . import types as T
 from .composition import ComputationGenerators, bind_scalar_arguments, flatten
 from .context import ElementalContext, EmitContext
 from .intrinsics import memcpy
-from .loops import shape_loop_nest
+from . import parallel
+from .loops import major_to_minor, shape_loop_nest
 from .options import CodegenOptions
 from .registry import find_elemental, load_all
 from .values import ArrayBuffer, ElementGenerator, LazyArray, TupleValue, Value, generator_of, leaves
@@ -141,7 +142,10 @@ class _ModuleLowering:
         params, results, scratch = self.function.args
         params.name, results.name, scratch.name = "params", "results", "scratch"
         for arg in self.function.args:
-            arg.add_attribute("noalias")
+            # With input_output_alias a result buffer may be a donated parameter's memory: no noalias
+            # promise on the parameter/result pointer arrays then (they are only read in the prologue).
+            if arg is scratch or not plan.aliases:
+                arg.add_attribute("noalias")
         self.prologue = ir.IRBuilder(self.function.append_basic_block("prologue"))
         self._slot_pointers: dict[Slot, ir.Value] = {}
         self._constants: dict[tuple[Literal, tuple[int, ...]], ArrayBuffer] = {}
@@ -388,5 +392,12 @@ def emit_element_loop(ctx: EmitContext) -> None:
     if output.shape.size == 0:
         return
     builder = ctx.builder
-    with shape_loop_nest(builder, output.shape, name=ctx.instruction.name) as index:
-        output.store(builder, index, generate(builder, index))
+    opcode = ctx.instruction.opcode
+    per_element = parallel.EXPENSIVE_OP_NS if opcode.info.expensive else parallel.CHEAP_OP_NS
+    moved = parallel.nbytes([output.shape]) + parallel.nbytes(
+        [ctx.operand_shape(i) for i in range(ctx.num_operands)]
+    )
+    cost = parallel.work_ns(output.shape.size, per_element, moved)
+    with parallel.row_blocks(ctx, output.shape.dims, major_to_minor(output.shape), cost) as rows:
+        with shape_loop_nest(builder, output.shape, name=ctx.instruction.name, outer_range=rows) as index:
+            output.store(builder, index, generate(builder, index))

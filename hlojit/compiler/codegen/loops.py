@@ -91,6 +91,7 @@ def loop_nest(
     dims: Sequence[int],
     order: Sequence[int] | None = None,
     name: str = "idx",
+    outer_range: tuple[ir.Value, ir.Value] | None = None,
 ) -> Iterator[tuple[ir.Value, ...]]:
     """Loops over every index of an array with dimensions `dims`, yielding the index tuple.
 
@@ -98,35 +99,55 @@ def loop_nest(
     innermost (a permutation of range(len(dims))); by default row-major.
     The yielded tuple is in logical dimension order. A rank-0 nest yields `()`
     and emits no loop; a zero-sized dimension gives a loop that never runs.
+    `outer_range` = (start, stop) restricts the outermost loop (the dimension
+    `outermost_loop_dim` names) to that range: how a block of a parallel loop
+    covers its rows.
     """
     rank = len(dims)
     order = tuple(range(rank)) if order is None else tuple(order)
     if sorted(order) != list(range(rank)):
         raise ValueError(f"loop order {order} is not a permutation of the {rank} dimensions")
+    if outer_range is not None and outermost_loop_dim(dims, order) is None:
+        raise ValueError(f"outer_range given for dimensions {tuple(dims)} that have no loop")
     index: list[ir.Value | None] = [None] * rank
-    with _nest(builder, dims, order, 0, index, name):
+    with _nest(builder, dims, order, 0, index, name, outer_range):
         yield tuple(index)  # type: ignore[arg-type]
 
 
 @contextmanager
-def shape_loop_nest(builder: ir.IRBuilder, shape: ArrayShape, name: str = "idx") -> Iterator[tuple[ir.Value, ...]]:
+def shape_loop_nest(
+    builder: ir.IRBuilder,
+    shape: ArrayShape,
+    name: str = "idx",
+    outer_range: tuple[ir.Value, ir.Value] | None = None,
+) -> Iterator[tuple[ir.Value, ...]]:
     """`loop_nest` over `shape` in its layout order: the innermost loop walks the minor-most dimension."""
-    with loop_nest(builder, shape.dims, major_to_minor(shape), name) as index:
+    with loop_nest(builder, shape.dims, major_to_minor(shape), name, outer_range) as index:
         yield index
 
 
+def outermost_loop_dim(dims: Sequence[int], order: Sequence[int] | None = None) -> int | None:
+    """The dimension of the outermost loop a nest over `dims` in `order` emits (size-1 dims get none)."""
+    order = tuple(range(len(dims))) if order is None else tuple(order)
+    for dim in order:
+        if dims[dim] != 1:
+            return dim
+    return None
+
+
 @contextmanager
-def _nest(builder, dims, order, depth, index, name):
+def _nest(builder, dims, order, depth, index, name, outer_range=None):
     if depth == len(order):
         yield
         return
     dim = order[depth]
     if dims[dim] == 1:
         index[dim] = index_constant(0)
-        with _nest(builder, dims, order, depth + 1, index, name):
+        with _nest(builder, dims, order, depth + 1, index, name, outer_range):
             yield
         return
-    with for_range(builder, dims[dim], name=f"{name}.d{dim}") as i:
+    start, stop = (0, dims[dim]) if outer_range is None else outer_range
+    with for_range(builder, stop, start=start, name=f"{name}.d{dim}") as i:
         index[dim] = i
         with _nest(builder, dims, order, depth + 1, index, name):
             yield

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 # Status codes of the entry function (`i32 entry(params, results, scratch)`): 0 is success.
 # The runtime maps each non-zero status to an error message; keep the two in step.
 WHILE_ITERATION_LIMIT_STATUS = 1  # a while loop exceeded `CodegenOptions.max_while_iterations`
+
+NUM_THREADS_ENV = "HLOJIT_NUM_THREADS"
+"""Environment variable giving the default `CodegenOptions.num_threads` (read when options are made)."""
+
+
+def resolve_num_threads(requested: int | None) -> int:
+    """The thread count generated code uses: `requested`, else $HLOJIT_NUM_THREADS, else os.cpu_count().
+
+    This is the one place the default is decided. `CodegenOptions` calls it
+    when it is constructed, so an options object always holds the resolved
+    number, and everything keyed on the options (the compilation cache key
+    is `dataclasses.asdict(options)`) sees the count the code was built for.
+    """
+    if requested is None:
+        text = os.environ.get(NUM_THREADS_ENV, "").strip()
+        if text:
+            try:
+                requested = int(text)
+            except ValueError:
+                raise ValueError(f"{NUM_THREADS_ENV} must be a positive integer, got {text!r}") from None
+            if requested < 1:
+                raise ValueError(f"{NUM_THREADS_ENV} must be a positive integer, got {text!r}")
+        else:
+            requested = os.cpu_count() or 1
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"num_threads must be None or an integer >= 1, got {requested!r}")
+    return requested
 
 
 @dataclass(frozen=True)
@@ -28,14 +56,23 @@ class CodegenOptions:
         for the (N+1)-th time stops and the entry function returns
         `WHILE_ITERATION_LIMIT_STATUS`, which the runtime raises as an error.
         The reference interpreter's option of the same name counts the same way.
+    num_threads: how many threads large loop nests and reductions are split
+        across (`parallel.py`). None (the default) means $HLOJIT_NUM_THREADS if
+        set, else `os.cpu_count()`; it is resolved when the options are made
+        (`resolve_num_threads`), so `num_threads` always reads as a number.
+        Results are bit-identical for every thread count: work is cut into
+        blocks whose boundaries depend only on the shapes.
     """
 
     fast_math: bool = False
     entry_name: str = "hlojit_entry"
     blas: bool = False
     max_while_iterations: int | None = None
+    num_threads: int | None = None
 
     def __post_init__(self):
+        # Frozen dataclass: the resolved count replaces None once, here.
+        object.__setattr__(self, "num_threads", resolve_num_threads(self.num_threads))
         limit = self.max_while_iterations
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"max_while_iterations must be None or an integer >= 0, got {limit!r}")

@@ -21,6 +21,8 @@ contract with the fusion pass:
 
 from __future__ import annotations
 
+import math
+
 import llvmlite.ir as ir
 
 from hlojit.ir.module import Computation, Instruction
@@ -29,6 +31,7 @@ from hlojit.ir.shape import ArrayShape
 
 from ...fusion.indexing import Indexing, array_dims
 from ...fusion.plan import FusionPlan, FusionRefusal, FusionStructure, StageKind, plan_fusion
+from .. import parallel
 from .. import types as T
 from ..composition import ComputationGenerators, flatten
 from ..context import EmitContext
@@ -108,16 +111,28 @@ def _emit_with_root_emitter(ctx: EmitContext, fused: Computation, generators: Co
     emitter.emit(inner)
 
 
+def _fusion_cost_ns(ctx: EmitContext, elements: int) -> float:
+    """Estimated single-thread ns of the fusion: its computation per element plus the bytes it moves."""
+    module = ctx.lowering.hlo_module
+    fused = module.computation(ctx.attr("calls"))
+    operand_shapes = [ctx.operand_shape(i) for i in range(ctx.num_operands)]
+    moved = parallel.nbytes(operand_shapes) + parallel.nbytes([ctx.instruction.shape])
+    return parallel.work_ns(elements, parallel.element_cost_ns(fused, module), moved)
+
+
 def _emit_loop(ctx: EmitContext, generators: ComputationGenerators) -> None:
     leaves = flatten(generators.root())
     outputs = ctx.outputs
     builder = ctx.builder
     if all(out.shape.dims == outputs[0].shape.dims for out in outputs):
-        if outputs[0].shape.size == 0:
+        shape = outputs[0].shape
+        if shape.size == 0:
             return
-        with shape_loop_nest(builder, outputs[0].shape, name="fusion") as index:
-            for out, generate in zip(outputs, leaves):
-                out.store(builder, index, generate(builder, index))
+        cost = _fusion_cost_ns(ctx, shape.size)
+        with parallel.row_blocks(ctx, shape.dims, major_to_minor(shape), cost) as rows:
+            with shape_loop_nest(builder, shape, name="fusion", outer_range=rows) as index:
+                for out, generate in zip(outputs, leaves):
+                    out.store(builder, index, generate(builder, index))
         return
     for out, generate in zip(outputs, leaves):
         if out.shape.size == 0:
@@ -168,7 +183,14 @@ def _emit_row(ctx: EmitContext, fused: Computation, generators: ComputationGener
     if any(out.shape.size == 0 for out in outputs):
         return
     root_dims = array_dims(fused.by_name[plan.roots[0]].shape)
-    with loop_nest(builder, [root_dims[d] for d in plan.outer_dims], name="row") as outer_values:
+    outer_dims = [root_dims[d] for d in plan.outer_dims]
+    space = _iteration_space(fused, plan)
+    cost = _fusion_cost_ns(ctx, space)
+    row_elements = space // max(1, math.prod(outer_dims))
+    # Rows are independent (each writes its own outputs; row buffers are allocated per
+    # block, so per thread): split the outer loop into blocks of rows.
+    with parallel.row_blocks(ctx, outer_dims, None, cost, row_elements) as rows, \
+            loop_nest(builder, outer_dims, name="row", outer_range=rows) as outer_values:
         outer = dict(zip(plan.outer_dims, outer_values))
         for stage in plan.stages:
             if stage.kind is StageKind.VALUE:
@@ -192,6 +214,15 @@ def _emit_row(ctx: EmitContext, fused: Computation, generators: ComputationGener
             index = tuple(index_of[d] for d in range(len(root_dims)))
             for out, generate in zip(outputs, leaves):
                 out.store(builder, index, generate(builder, index))
+
+
+def _iteration_space(fused: Computation, plan: FusionPlan) -> int:
+    """Elements of the largest array in a row fusion: what its loops walk, roughly, per stage."""
+    names = [name for stage in plan.stages for name in stage.names] + list(plan.roots)
+    sizes = [fused.by_name[name].shape.size for name in names if not fused.by_name[name].shape.is_tuple]
+    sizes += [fused.by_name[o].shape.size for name in names for o in fused.by_name[name].operands
+              if not fused.by_name[o].shape.is_tuple]
+    return max(sizes, default=1)
 
 
 def _fill_row_buffer(ctx: EmitContext, instr: Instruction, generators, plan: FusionPlan, outer):

@@ -34,9 +34,11 @@ from hlojit.ir.dtypes import DType
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.shape import ArrayShape
 
+from .. import parallel
 from .. import types as T
 from ..context import EmitContext
-from ..loops import for_range, loop_nest, major_to_minor, shape_loop_nest
+from ..intrinsics import call_intrinsic
+from ..loops import for_range, if_then, loop_nest, major_to_minor, outermost_loop_dim, shape_loop_nest
 from ..registry import register_emitter
 from ..values import ArrayBuffer, ElementGenerator
 
@@ -160,16 +162,89 @@ class Reduction:
             lanes //= 2
         return lanes if shape.dims[self.reduced[0]] >= 2 * lanes else 0
 
+    def cost_ns(self) -> float:
+        """Estimated single-thread ns of the whole reduction (`parallel`'s cost model)."""
+        module = self.ctx.lowering.hlo_module
+        per_element = parallel.CHEAP_OP_NS * len(self.parts) + sum(
+            parallel.element_cost_ns(module.computation(part.reducer), module) for part in self.parts
+        )
+        element_bytes = sum(max(1, dtype.bits // 8) for dtype in self.dtypes)
+        return parallel.work_ns(self.input_shape.size, per_element, self.input_shape.size * element_bytes)
+
     def emit(self, builder: ir.IRBuilder, outputs: Sequence[ArrayBuffer]) -> None:
-        """Write every part's results to `outputs` (flattened over the parts, kept dimensions)."""
+        """Write every part's results to `outputs` (flattened over the parts, kept dimensions).
+
+        Large reductions run on several threads (`parallel.py`): over blocks of
+        output rows, or, for a full reduction of a long row, over fixed blocks
+        of the row with one partial per block (`_emit_full_in_blocks`). Either
+        way the association does not depend on the thread count.
+        """
         if outputs[0].shape.size == 0:
             return
         if self.minor_kept:
             self._accumulate_in_outputs(builder, outputs)
             return
-        with shape_loop_nest(builder, outputs[0].shape, name="reduce") as out_index:
-            for out, value in zip(outputs, self.at(builder, out_index)):
+        out_shape = outputs[0].shape
+        lanes = self.lane_count()
+        if out_shape.size == 1 and lanes:
+            self._emit_full_in_blocks(builder, outputs, lanes)
+            return
+        row = self.input_shape.size // out_shape.size  # reduced elements per output element
+        with parallel.row_blocks(self.ctx, out_shape.dims, major_to_minor(out_shape), self.cost_ns(), row) as rows:
+            with shape_loop_nest(builder, out_shape, name="reduce", outer_range=rows) as out_index:
+                for out, value in zip(outputs, self.at(builder, out_index)):
+                    out.store(builder, out_index, value)
+
+    def full_reduction_blocks(self) -> tuple[int, int]:
+        """(elements per block, blocks) of a full reduction of one long row; one block if short.
+
+        Depends only on the row length, so every thread count (and the
+        single-thread code) folds the same blocks: the last block absorbs the
+        remainder, so every block holds at least `parallel.BLOCK_ELEMENTS`.
+        """
+        n = self.input_shape.dims[self.reduced[0]]
+        per_block = max(parallel.BLOCK_ELEMENTS, -(-n // parallel.MAX_PARTIAL_BLOCKS))
+        return per_block, max(1, n // per_block)
+
+    def _emit_full_in_blocks(self, builder: ir.IRBuilder, outputs: Sequence[ArrayBuffer], lanes: int) -> None:
+        """A full reduction (one output element) of a row: per-block partials, combined in block order.
+
+        Each block folds its slice of the row with `lanes` partial accumulators
+        (without the init value) into its own partial; the calling thread then
+        folds the partials in block order and the init value last, as the
+        unblocked fold does. With one block this is exactly the unblocked fold.
+        """
+        dim = self.reduced[0]
+        n = self.input_shape.dims[dim]
+        out_index = tuple(T.index_constant(0) for _ in self.kept)
+        per_block, blocks = self.full_reduction_blocks()
+        if blocks == 1:
+            for out, value in zip(outputs, self.combine(builder, self.inits(), self._fold_lanes_partial(
+                    builder, out_index, lanes, T.index_constant(0), T.index_constant(n)))):
                 out.store(builder, out_index, value)
+            return
+        lowering = self.ctx.lowering
+        partials = []
+        for dtype in self.dtypes:
+            pointer = lowering.entry_alloca(builder, T.storage_type(dtype), "reduce.partials", count=blocks)
+            partials.append(ArrayBuffer(ArrayShape(dtype, (blocks,)), pointer, storage=("stack", "partials")))
+        threads = parallel.thread_count(self.ctx, blocks, self.cost_ns())
+        with parallel.block_loop(self.ctx, blocks, threads, name="reduce.block") as block:
+            start, stop = parallel.block_bounds(builder, block, per_block, n, last_block=blocks - 1)
+            values = self._fold_lanes_partial(builder, out_index, lanes, start, stop)
+            for partial, value in zip(partials, values):
+                partial.store(builder, (block,), value)
+        totals = self._slots("reduce.total")
+        for slot, partial in zip(totals, partials):
+            slot.store(builder, (), partial.load(builder, (T.index_constant(0),)))
+        with for_range(builder, blocks, start=1, name="reduce.combine") as block:
+            combined = self.combine(builder, [slot.load(builder, ()) for slot in totals],
+                                    [partial.load(builder, (block,)) for partial in partials])
+            for slot, value in zip(totals, combined):
+                slot.store(builder, (), value)
+        results = self.combine(builder, self.inits(), [slot.load(builder, ()) for slot in totals])
+        for out, value in zip(outputs, results):
+            out.store(builder, out_index, value)
 
     def at(self, builder: ir.IRBuilder, out_index: Index) -> list[ir.Value]:
         """The results at one output index (kept dimensions), folding its row here.
@@ -194,9 +269,27 @@ class Reduction:
         This reorders the reduction, which XLA allows (reducers must be
         associative and commutative; XLA's CPU row reductions do the same).
         """
+        n = self.input_shape.dims[self.reduced[0]]
+        partial = self._fold_lanes_partial(builder, out_index, lanes, T.index_constant(0), T.index_constant(n))
+        return self.combine(builder, self.inits(), partial)
+
+    def _fold_lanes_partial(self, builder: ir.IRBuilder, out_index: Index, lanes: int,
+                            start: ir.Value, stop: ir.Value) -> list[ir.Value]:
+        """Elements [start, stop) of the row folded by `lanes` lanes, without the init value.
+
+        Needs stop - start >= lanes (callers guarantee at least 2 * lanes).
+        """
         dim = self.reduced[0]
-        n = self.input_shape.dims[dim]
-        full_groups_end = n - n % lanes
+        static = isinstance(start, ir.Constant) and isinstance(stop, ir.Constant)
+        if static:
+            first, n = start.constant, stop.constant
+            full_groups_end: ir.Value | int = n - (n - first) % lanes
+        else:
+            length = builder.sub(stop, start, flags=["nuw", "nsw"])
+            remainder = builder.urem(length, T.index_constant(lanes))
+            full_groups_end = builder.sub(stop, remainder, flags=["nuw", "nsw"])
+        if self._is_plain_float_max():
+            return self._fold_max_lanes(builder, out_index, lanes, start, stop, full_groups_end)
         slots = [self._slots(f"lane{k}") for k in range(lanes)]
 
         def load(group):
@@ -208,9 +301,11 @@ class Reduction:
 
         first_reads = [read for part in self.parts for read in part.inputs]
         for k in range(lanes):
-            index = self.full_index(out_index, {dim: T.index_constant(k)})
+            position = builder.add(start, T.index_constant(k), flags=["nuw", "nsw"])
+            index = self.full_index(out_index, {dim: position})
             store(slots[k], [read(builder, index) for read in first_reads])
-        with for_range(builder, full_groups_end, start=lanes, step=lanes, name="reduce.group") as j:
+        groups_start = builder.add(start, T.index_constant(lanes), flags=["nuw", "nsw"])
+        with for_range(builder, full_groups_end, start=groups_start, step=lanes, name="reduce.group") as j:
             for k in range(lanes):
                 position = builder.add(j, T.index_constant(k), flags=["nuw", "nsw"])
                 store(slots[k], self.fold(builder, load(slots[k]), self.full_index(out_index, {dim: position})))
@@ -218,10 +313,102 @@ class Reduction:
         for k in range(1, lanes):
             total = self.combine(builder, total, load(slots[k]))
         store(slots[0], total)
-        if full_groups_end < n:
-            with for_range(builder, n, start=full_groups_end, name="reduce.tail") as j:
+        if not static or full_groups_end < n:
+            with for_range(builder, stop, start=full_groups_end, name="reduce.tail") as j:
                 store(slots[0], self.fold(builder, load(slots[0]), self.full_index(out_index, {dim: j})))
-        return self.combine(builder, self.inits(), load(slots[0]))
+        return load(slots[0])
+
+    def _is_plain_float_max(self) -> bool:
+        """Whether this is one float reduce whose reducer is just maximum(a, b) (IEEE, no fast-math)."""
+        if len(self.parts) != 1 or len(self.parts[0].inputs) != 1 or self.ctx.options.fast_math:
+            return False
+        if not self.parts[0].dtypes[0].is_float:
+            return False
+        reducer = self.ctx.lowering.hlo_module.computation(self.parts[0].reducer)
+        root, parameters = reducer.root, reducer.parameters
+        return (
+            root.opcode is Opcode.MAXIMUM and len(reducer.instructions) == 3 and len(parameters) == 2
+            and set(root.operands) == {p.name for p in parameters}
+        )
+
+    def _fold_max_lanes(self, builder: ir.IRBuilder, out_index: Index, lanes: int, start: ir.Value,
+                        stop: ir.Value, full_groups_end: ir.Value | int) -> list[ir.Value]:
+        """`_fold_lanes_partial` for a float max: one compare-select per element plus one FMA.
+
+        The exact IEEE maximum (NaN wins, -0 < +0) costs about seven vector
+        instructions per element; a lane here keeps `x > acc ? x : acc` (one
+        vmaxps) and a flag `flag + x * 0`, which turns NaN once the range
+        holds a NaN or an infinity. That chain is exact for finite values
+        except for the sign of zero (it keeps the first of equal values), so
+        afterwards: a NaN flag refolds the range with the exact reducer (rows
+        holding inf or NaN run at the old speed), and a result of -0 becomes
+        +0 if the range holds a +0 (a rescan that only runs when the maximum
+        is -0). Lanes, the tail and the init value use the exact reducer.
+        """
+        dtype = self.parts[0].dtypes[0]
+        read = self.parts[0].inputs[0]
+        dim = self.reduced[0]
+        float_type = T.register_type(dtype)  # f16/bf16 are computed as float
+        zero = ir.Constant(float_type, 0.0)
+        # Explicit <lanes x float> vectors: LLVM's SLP vectorizer splits 16 scalar accumulators.
+        vector_type = ir.VectorType(float_type, lanes)
+        zeros = ir.Constant(vector_type, [0.0] * lanes)
+        lowering = self.ctx.lowering
+        acc_slot = lowering.entry_alloca(builder, vector_type, "max.lanes")
+        flag_slot = lowering.entry_alloca(builder, vector_type, "max.flags")
+
+        def element(position):
+            return read(builder, self.full_index(out_index, {dim: position}))
+
+        def vector_at(first):
+            vector = ir.Constant(vector_type, ir.Undefined)
+            for k in range(lanes):
+                x = element(builder.add(first, T.index_constant(k), flags=["nuw", "nsw"]))
+                vector = builder.insert_element(vector, x, ir.Constant(T.I32, k))
+            return vector
+
+        x = vector_at(start)
+        builder.store(x, acc_slot)
+        builder.store(builder.fmul(x, zeros), flag_slot)
+        groups_start = builder.add(start, T.index_constant(lanes), flags=["nuw", "nsw"])
+        with for_range(builder, full_groups_end, start=groups_start, step=lanes, name="reduce.max") as j:
+            x = vector_at(j)
+            acc = builder.load(acc_slot, typ=vector_type)
+            builder.store(builder.select(builder.fcmp_ordered(">", x, acc), x, acc), acc_slot)
+            flag = builder.load(flag_slot, typ=vector_type)
+            builder.store(call_intrinsic(builder, "fmuladd", [x, zeros, flag]), flag_slot)
+        result = self.ctx.stack_slot(dtype, "max.result")
+        accs = builder.load(acc_slot, typ=vector_type)
+        flags = builder.load(flag_slot, typ=vector_type)
+        total = [builder.extract_element(accs, ir.Constant(T.I32, 0))]
+        flag = builder.extract_element(flags, ir.Constant(T.I32, 0))
+        for k in range(1, lanes):
+            lane = ir.Constant(T.I32, k)
+            total = self.combine(builder, total, [builder.extract_element(accs, lane)])
+            flag = builder.fadd(flag, builder.extract_element(flags, lane))
+        result.store(builder, (), total[0])
+        with if_then(builder, builder.fcmp_unordered("uno", flag, flag), name="max.special"):
+            # An inf or NaN in the range: fold the lanes' part again with the exact reducer.
+            result.store(builder, (), element(start))
+            first = builder.add(start, T.index_constant(1), flags=["nuw", "nsw"])
+            with for_range(builder, full_groups_end, start=first, name="reduce.max.exact") as j:
+                (folded,) = self.combine(builder, [result.load(builder, ())], [element(j)])
+                result.store(builder, (), folded)
+        with for_range(builder, stop, start=full_groups_end, name="reduce.max.tail") as j:
+            (folded,) = self.combine(builder, [result.load(builder, ())], [element(j)])
+            result.store(builder, (), folded)
+        bits_type = ir.IntType(64 if float_type == T.F64 else 32)
+
+        def bits(value):
+            return builder.bitcast(value, bits_type)
+
+        sign_bit = ir.Constant(bits_type, 1 << (bits_type.width - 1))
+        is_negative_zero = builder.icmp_unsigned("==", bits(result.load(builder, ())), sign_bit)
+        with if_then(builder, is_negative_zero, name="max.zero"):
+            with for_range(builder, stop, start=start, name="reduce.max.zero") as j:
+                with if_then(builder, builder.icmp_unsigned("==", bits(element(j)), ir.Constant(bits_type, 0))):
+                    result.store(builder, (), zero)
+        return [result.load(builder, ())]
 
     def _fold_in_registers(self, builder: ir.IRBuilder, out_index: Index) -> list[ir.Value]:
         slots = self._slots("acc")
@@ -241,8 +428,15 @@ class Reduction:
         with shape_loop_nest(builder, outputs[0].shape, name="reduce.init") as out_index:
             for out, init in zip(outputs, self.inits()):
                 out.store(builder, out_index, init)
-        with shape_loop_nest(builder, self.input_shape, name="reduce") as input_index:
-            out_index = tuple(input_index[d] for d in self.kept)
-            results = self.fold(builder, [out.load(builder, out_index) for out in outputs], input_index)
-            for out, value in zip(outputs, results):
-                out.store(builder, out_index, value)
+        # Threads may split the outermost input loop only where it walks a kept dimension:
+        # then every block updates its own outputs, in the same order as one thread would.
+        shape = self.input_shape
+        order = major_to_minor(shape)
+        splittable = outermost_loop_dim(shape.dims, order) in self.kept
+        cost = self.cost_ns() if splittable else 0.0
+        with parallel.row_blocks(self.ctx, shape.dims, order, cost) as rows:
+            with shape_loop_nest(builder, shape, name="reduce", outer_range=rows) as input_index:
+                out_index = tuple(input_index[d] for d in self.kept)
+                results = self.fold(builder, [out.load(builder, out_index) for out in outputs], input_index)
+                for out, value in zip(outputs, results):
+                    out.store(builder, out_index, value)
