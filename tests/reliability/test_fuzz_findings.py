@@ -12,9 +12,6 @@
 4. A slice of an empty slice: the algebraic simplifier merged the two into one slice whose start lies
    past the end of the operand (an invalid module).
 5. `bool_array ** 2` under `@jit`: numpy computes `x ** 2` as `np.square(x)`, int8 for bools.
-
-Cases whose fix is in a file the reliability work does not own are strict xfails (reported with the
-minimal fix): they fail as soon as the fix lands, and the mark must then go.
 """
 
 from __future__ import annotations
@@ -28,10 +25,6 @@ from hlojit.ir.parser import parse_module
 from hlojit.testing.oracle import flatten
 
 _ENTRY_2 = "ENTRY e { x = f32[3] parameter(0)  y = f32[3] parameter(1)"
-_OPS_FUSION_FIX = ("reported: hlojit/compiler/codegen/ops/fusion.py routes a parameter or constant root to the "
-                   "op-emitter path ('fused root ... has no emitter'); the loop path handles it")
-_open = pytest.mark.xfail(strict=True, reason=_OPS_FUSION_FIX)
-
 CASES = {
     "root-is-parameter": ("HloModule fr\nfused { a = f32[3] parameter(0)  ROOT b = f32[3] parameter(1) }\n"
                           f"{_ENTRY_2}  ROOT f = f32[3] fusion(x, y), kind=kLoop, calls=fused }}"),
@@ -47,14 +40,9 @@ CASES = {
         f"{_ENTRY_2}  ROOT f = (f32[3], f32[3]) fusion(x), kind=kLoop, calls=fused }}"),
 }
 
-# (case, optimize) pairs that still fail until the reported one-line fix in ops/fusion.py lands.
-_OPEN = {("root-is-parameter", False), ("root-is-parameter", True), ("root-is-constant", False),
-         ("root-is-constant", True), ("root-simplifies-to-parameter", True)}
-
 
 @pytest.mark.parametrize("case, optimize", [
-    pytest.param(case, optimize, id=f"{case}-{'pipeline' if optimize else 'no-passes'}",
-                 marks=[_open] if (case, optimize) in _OPEN else [])
+    pytest.param(case, optimize, id=f"{case}-{'pipeline' if optimize else 'no-passes'}")
     for case in CASES for optimize in (False, True)
 ])
 def test_fused_root_outside_the_fused_instructions(case, optimize):

@@ -24,19 +24,7 @@ from hlojit.testing.oracle import (CONFIGURATIONS, MANY_THREADS, check_case, con
 
 SEEDS = range(300)
 
-# Seeds that meet a known bug whose fix is in a file the reliability work does not own (reported with the
-# fix; see test_fused_roots.py). Strict: once fixed they pass, the xfail fails, and the entry must go.
-OPEN_SEEDS = {
-    94: "fused root simplified to a parameter: codegen/ops/fusion.py has no path for it",
-    135: "fused root simplified to a parameter: codegen/ops/fusion.py has no path for it",
-}
-
-
-@pytest.mark.parametrize("seed", [
-    pytest.param(seed, marks=pytest.mark.xfail(strict=True, reason=OPEN_SEEDS[seed])) if seed in OPEN_SEEDS
-    else seed
-    for seed in SEEDS
-])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_random_module_matches_interpreter(seed):
     check_case(random_case(seed))
 

@@ -16,27 +16,11 @@ from hlojit.testing.text_mutations import check_parser_input
 DIRECTORY = Path(__file__).parent.parent / "data" / "fuzz_regressions"
 FILES = regression_files(DIRECTORY)
 
-# Regressions whose fix lies in a file the reliability work does not own: each is reported with its
-# minimal fix, and is a strict xfail, so the test fails (and this entry must go) as soon as it is fixed.
-_FUSED_ROOT = ("the simplifier turns a fused root into a parameter or constant; codegen/ops/fusion.py sends such "
-               "a root to the op-emitter path ('has no emitter')")
-OPEN = {
-    "hlo_fused_root_simplified_to_parameter.hlo": _FUSED_ROOT,
-    "hlo_fused_root_simplified_to_constant.hlo": _FUSED_ROOT,
-}
-
-
-def _param(path: Path):
-    if path.name in OPEN:
-        return pytest.param(path, id=path.name, marks=pytest.mark.xfail(strict=True, reason=OPEN[path.name]))
-    return pytest.param(path, id=path.name)
-
-
 def test_regression_directory_is_not_empty():
     assert FILES, f"no regressions in {DIRECTORY}"
 
 
-@pytest.mark.parametrize("path", [_param(p) for p in FILES])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in FILES])
 def test_regression(path):
     if path.suffix == ".hlo":
         check_case(load_hlo_case(path))

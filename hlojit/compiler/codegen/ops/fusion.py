@@ -60,7 +60,10 @@ def emit_fusion(ctx: EmitContext) -> None:
     arguments = [_composed(ctx.operand_value(i)) for i in range(ctx.num_operands)]
     generators = ComputationGenerators(lowering, fused, arguments)
     root = fused.root
-    if root.opcode not in (Opcode.TUPLE, Opcode.REDUCE) and find_elemental(root.opcode) is None:
+    # A root that is a parameter or a constant (the simplifier can reduce a fused select(p, x, x) to x)
+    # has no emitter of its own; the element loop copies it like any other value.
+    loop_roots = (Opcode.TUPLE, Opcode.REDUCE, Opcode.PARAMETER, Opcode.CONSTANT)
+    if root.opcode not in loop_roots and find_elemental(root.opcode) is None:
         _emit_with_root_emitter(ctx, fused, generators)  # an op emitter reading fused producers
         return
     plan = _plan(ctx, fused)
