@@ -1,18 +1,24 @@
-"""Micro-benchmark: vecmath exp/tanh kernels vs numpy on 4M float32 elements.
+"""Micro-benchmark: vecmath exp/tanh/erf/logistic kernels vs numpy on 4M float32 elements.
 
 Run: .venv/bin/python bench/bench_vecmath.py [--n N] [--repeat R]
 
-For each function it times, single-threaded, median of R runs:
+For each function it times, single-threaded, the median of R runs:
   numpy  f(x)                 and the chain  f(x) * b + c   (three ufunc passes)
   hlojit f(x) and the fused chain, with 256- and 512-bit preferred vectors.
+The runs of all cases are interleaved (round-robin), so a burst of load from
+other processes on a shared machine hits every case alike.  A plain copy
+kernel (out = x, same loop) gives the memory-bandwidth floor for f(x); the
+last column is hlojit512 in ns per element.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import statistics
 import time
+from typing import Callable
 
 import llvmlite.ir as ir
 import numpy as np
@@ -50,14 +56,35 @@ def build_kernel(emit, chain: bool, width: int | None) -> engine.CompiledLibrary
     return engine.CompiledLibrary(m)
 
 
-def median_time(fn, repeat: int) -> float:
-    fn()  # warm up (page faults on the output, caches)
-    ts = []
+def interleaved_medians(cases: dict[str, Callable[[], None]], repeat: int) -> dict[str, float]:
+    """Median seconds per case over `repeat` round-robin passes (after one warm-up pass)."""
+    for run in cases.values():
+        run()  # warm up (page faults on the output, caches)
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+        for name, run in cases.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def _erf64(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[np.float64])(x)
+
+
+def _logistic(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+FUNCTIONS = (
+    # name, emitter, float64 reference, numpy float32 form (None: numpy has no such ufunc)
+    ("exp", vecmath.emit_exp, np.exp, lambda x, out: np.exp(x, out=out)),
+    ("tanh", vecmath.emit_tanh, np.tanh, lambda x, out: np.tanh(x, out=out)),
+    ("erf", vecmath.emit_erf, _erf64, None),
+    ("logistic", vecmath.emit_logistic, _logistic, None),
+)
 
 
 def main() -> None:
@@ -73,37 +100,61 @@ def main() -> None:
     tmp = np.empty_like(x)
     ptrs = [a.ctypes.data for a in (x, bb, cc, out)]
     proto = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 4), ctypes.c_int64)
+    libs = []  # keep the compiled code alive while its entry points are timed
 
-    print(f"n = {args.n} float32, median of {args.repeat}, ms (host: {engine.host_cpu_name()})")
-    print(f"{'case':28s} {'numpy':>8s} {'hlojit256':>10s} {'hlojit512':>10s} {'speedup512':>10s}")
-    for name, emit, npf in (("exp", vecmath.emit_exp, np.exp), ("tanh", vecmath.emit_tanh, np.tanh)):
+    def native(emit, chain: bool, width: int | None) -> Callable[[], None]:
+        lib = build_kernel(emit, chain, width)
+        libs.append(lib)
+        kern = proto(lib.get_function_address("kernel"))
+        return lambda: kern(*ptrs, args.n)
+
+    cases: dict[str, Callable[[], None]] = {"copy/512": native(lambda b, v: v, False, 512)}
+    for name, emit, _, npf in FUNCTIONS:
         for chain in (False, True):
-            if chain:
-                def numpy_run(npf=npf):
-                    npf(x, out=tmp)
-                    np.multiply(tmp, bb, out=tmp)
-                    np.add(tmp, cc, out=out)
-            else:
-                def numpy_run(npf=npf):
-                    npf(x, out=out)
-            t_np = median_time(numpy_run, args.repeat)
-            times = {}
+            label = f"{name}(x)*b+c" if chain else f"{name}(x)"
+            if npf is not None:
+                if chain:
+                    def numpy_run(npf=npf):
+                        npf(x, tmp)
+                        np.multiply(tmp, bb, out=tmp)
+                        np.add(tmp, cc, out=out)
+                else:
+                    def numpy_run(npf=npf):
+                        npf(x, out)
+                cases[f"{label}/numpy"] = numpy_run
             for width in (256, 512):
-                lib = build_kernel(emit, chain, width)
-                kern = proto(lib.get_function_address("kernel"))
-                times[width] = median_time(lambda: kern(*ptrs, args.n), args.repeat)
-                ref = npf(x.astype(np.float64))
+                cases[f"{label}/{width}"] = native(emit, chain, width)
+    medians = interleaved_medians(cases, args.repeat)
+
+    # Check every native result once more (the timing loop overwrote `out`).
+    for name, _, ref64, _ in FUNCTIONS:
+        exact = ref64(x.astype(np.float64))
+        for chain in (False, True):
+            label = f"{name}(x)*b+c" if chain else f"{name}(x)"
+            for width in (256, 512):
+                cases[f"{label}/{width}"]()
+                ref = exact
                 scale = np.abs(ref)
                 if chain:  # error relative to the terms' size (the sum may cancel)
                     scale = np.abs(ref * bb) + np.abs(cc)
                     ref = ref * bb + cc
                 err = np.max(np.abs(out - ref) / np.maximum(scale, 1e-30))
-                assert err < 1e-5, (name, width, err)
+                assert err < 1e-5, (label, width, err)
+
+    print(f"n = {args.n} float32, one thread, median of {args.repeat} interleaved runs, ms"
+          f" (host: {engine.host_cpu_name()})")
+    copy = medians["copy/512"]
+    print(f"memory floor (copy kernel): {copy * 1e3:.2f} ms = {copy / args.n * 1e9:.3f} ns/element")
+    print(f"{'case':20s} {'numpy':>8s} {'hlojit256':>10s} {'hlojit512':>10s} {'speedup512':>10s} {'ns/elem512':>10s}")
+    for name, _, _, npf in FUNCTIONS:
+        for chain in (False, True):
             label = f"{name}(x)*b+c" if chain else f"{name}(x)"
-            print(
-                f"{label:28s} {t_np * 1e3:8.2f} {times[256] * 1e3:10.2f} {times[512] * 1e3:10.2f}"
-                f" {t_np / times[512]:9.2f}x"
-            )
+            t512 = medians[f"{label}/512"]
+            t_np = medians.get(f"{label}/numpy")
+            np_text = f"{t_np * 1e3:8.2f}" if t_np else f"{'-':>8s}"
+            speedup = f"{t_np / t512:9.2f}x" if t_np else f"{'-':>10s}"
+            print(f"{label:20s} {np_text} {medians[f'{label}/256'] * 1e3:10.2f} {t512 * 1e3:10.2f}"
+                  f" {speedup} {t512 / args.n * 1e9:10.3f}")
 
 
 if __name__ == "__main__":

@@ -426,3 +426,17 @@ def test_f64_power_is_a_libm_call():
     """Documented fallback: f64 power calls pow() (and still computes correctly)."""
     asm = _loop_body_asm(kernel("power", F64).lib.asm())
     assert re.search(r"\bcall", asm)
+
+
+@pytest.mark.parametrize("name", ["exponential", "tanh", "erf", "logistic"])
+def test_f32_hot_functions_stay_lean(name):
+    """The wide f32 loop uses the magic-number rounding (no int<->float conversions) and
+    at most the one division of tanh/logistic: guards the costs measured by bench/bench_vecmath.py."""
+    asm = _loop_body_asm(kernel(name, F32).lib.asm())
+    wide = [ln for ln in asm.splitlines() if re.search(r"%[yz]mm\d+", ln)]
+    assert not [ln for ln in wide if re.search(r"\bvcvt", ln)], "float<->int conversion in the vector loop"
+    divisions = [ln for ln in wide if re.search(r"\bvdivp[sd]\b", ln)]
+    allowed = 1 if name in ("tanh", "logistic") else 0
+    # One wide loop per vector width the vectorizer emits (main loop and epilogue).
+    loops = max(1, len({re.search(r"%([yz])mm", ln).group(1) for ln in wide}))
+    assert len(divisions) <= allowed * loops, divisions
