@@ -1,30 +1,28 @@
 """Run a generated case through compiled code and the reference interpreter, and compare.
 
 `check_case(case)` compiles the module under every configuration (no HLO
-passes at LLVM O0 and O3, the full pipeline; once `CodegenOptions` has
-`num_threads`, each pipeline at 1 thread and at `MANY_THREADS`), runs each on
+passes at LLVM O0 and O3, the full pipeline; the last two at 1 thread and at
+`MANY_THREADS`), runs each on
 the case's arguments, evaluates the module with the interpreter, and raises
 `CaseFailure` naming the configuration, the result leaf and the first
 differing element; the message ends with the module text so a failure can be
 replayed by hand. Configurations that differ only in their thread count must
 also agree bit for bit (NaN payloads and the sign of zero included). Fuzzed
-modules are tiny, so while they compile `split_small_loops` makes the code
-generator split every loop it can into blocks of a few elements: the
-"many threads" configurations really run on several threads.
+modules are tiny, so every configuration compiles with `SPLIT_SMALL_LOOPS`:
+the code generator splits every loop it can into blocks of a few elements,
+and the "many threads" configurations really run on several threads.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .facts import Facts, check_leaf
 
-__all__ = ["CONFIGURATIONS", "FUZZ_BLOCK_ELEMENTS", "MANY_THREADS", "CaseFailure", "check_case", "compare_results",
-           "configurations", "flatten", "split_small_loops", "supports_num_threads"]
+__all__ = ["CONFIGURATIONS", "FUZZ_BLOCK_ELEMENTS", "MANY_THREADS", "SPLIT_SMALL_LOOPS", "CaseFailure", "check_case",
+           "compare_results", "configurations", "flatten"]
 
 MANY_THREADS = 4
 """The "many threads" count: more than this machine's cores, so blocks outnumber the cores too."""
@@ -38,66 +36,28 @@ CONFIGURATIONS: tuple[tuple[str, Mapping[str, Any]], ...] = (
 )
 
 
-def supports_num_threads() -> bool:
-    """Whether the code generator takes a thread count (`CodegenOptions.num_threads`)."""
-    from hlojit.compiler.codegen.options import CodegenOptions
+FUZZ_BLOCK_ELEMENTS = 4
+"""Elements per parallel block while fuzzing: generated arrays hold at most a few hundred elements, far
+below the cost model's thresholds, so without this no fuzzed loop would ever run on two threads."""
 
-    return any(field.name == "num_threads" for field in dataclasses.fields(CodegenOptions))
+SPLIT_SMALL_LOOPS: Mapping[str, Any] = {"parallel_min_work_ns": 0.0, "parallel_block_elements": FUZZ_BLOCK_ELEMENTS}
+"""Codegen options that split every loop the code generator can split, however small (`CodegenOptions`).
+Every configuration uses the same blocks, so thread counts must agree bit for bit."""
 
 
 def configurations() -> tuple[tuple[str, Mapping[str, Any]], ...]:
-    """`CONFIGURATIONS`, each at 1 thread and at `MANY_THREADS` when the code generator is multi-threaded.
+    """`CONFIGURATIONS`, each at 1 thread and at `MANY_THREADS`, all with `SPLIT_SMALL_LOOPS`.
 
     No passes at O0 stays single-threaded (it is the plainest code, the
     baseline); O3 and the full pipeline run at both counts.
     """
-    if not supports_num_threads():
-        return CONFIGURATIONS
     threaded: list[tuple[str, Mapping[str, Any]]] = []
     for name, options in CONFIGURATIONS:
         counts = (1,) if options.get("llvm_opt_level") == 0 else (1, MANY_THREADS)
         for count in counts:
             label = f"{name}, {count} thread{'s' if count > 1 else ''}"
-            threaded.append((label, {**options, "num_threads": count}))
+            threaded.append((label, {**options, **SPLIT_SMALL_LOOPS, "num_threads": count}))
     return tuple(threaded)
-
-
-FUZZ_BLOCK_ELEMENTS = 4
-"""Elements per parallel block while fuzzing: generated arrays hold at most a few hundred elements, far
-below the cost model's thresholds, so without this no fuzzed loop would ever run on two threads."""
-
-
-@contextlib.contextmanager
-def split_small_loops() -> Iterator[None]:
-    """While compiling: every loop the code generator can split is split, into blocks of a few elements.
-
-    `hlojit.compiler.codegen.parallel` decides from module constants (its cost
-    model); this lowers the work thresholds to nothing and the block size to
-    `FUZZ_BLOCK_ELEMENTS` for the duration, and restores them after. The block
-    size is the same at every thread count, so the bit-identity check between
-    thread counts still holds. Not thread-safe: the fuzzers compile on one
-    thread per process.
-    """
-    try:
-        from hlojit.compiler.codegen import parallel
-    except ImportError:
-        yield
-        return
-    overrides = {"MIN_PARALLEL_NS": 0.0, "MIN_NS_PER_THREAD": 1e-9, "BLOCK_ELEMENTS": FUZZ_BLOCK_ELEMENTS}
-    saved = {name: getattr(parallel, name) for name in overrides if hasattr(parallel, name)}
-    block_rows = getattr(parallel, "block_rows", None)
-    saved_defaults = getattr(block_rows, "__defaults__", None)
-    try:
-        for name in saved:
-            setattr(parallel, name, overrides[name])
-        if saved_defaults is not None and len(saved_defaults) == 1:
-            block_rows.__defaults__ = (FUZZ_BLOCK_ELEMENTS,)  # its `target` default is bound at definition
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(parallel, name, value)
-        if saved_defaults is not None:
-            block_rows.__defaults__ = saved_defaults
 
 
 def _bits(leaf: np.ndarray) -> bytes:
@@ -146,11 +106,9 @@ def check_case(case, settings: Sequence[tuple[str, Mapping[str, Any]]] | None = 
     limit = MAX_WHILE_ITERATIONS if max_while_iterations is None else max_while_iterations
     want = evaluate(case.module, list(case.arguments), max_while_iterations=limit)
     first_of_kind: dict[tuple, tuple[str, list[bytes]]] = {}
-    threaded = supports_num_threads()
     for name, options in configurations() if settings is None else settings:
         try:
-            with split_small_loops() if threaded else contextlib.nullcontext():
-                executable = compile_hlo(case.module, cache=False, max_while_iterations=limit, **options)
+            executable = compile_hlo(case.module, cache=False, max_while_iterations=limit, **options)
             got = executable(*case.arguments)
         except Exception as error:
             raise CaseFailure(f"[{name}] {type(error).__name__}: {error}\n{case.text}") from error

@@ -3,7 +3,7 @@
 Results must be bit-identical for every thread count, agree with numpy / the
 reference interpreter, and the cost model must keep small work on one thread
 while splitting large work. To run real threads on small (fast) shapes, most
-tests lower the cost model's thresholds and block size with `force_threads`;
+tests lower the cost model's thresholds and block size with the `FORCE` options;
 the cost-model tests use the real constants.
 """
 
@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from hlojit.api import compile_hlo, lower
-from hlojit.compiler.codegen import parallel
 from hlojit.compiler.codegen.options import NUM_THREADS_ENV, CodegenOptions
 from hlojit.ir.interpreter import evaluate
 from hlojit.ir.parser import parse_module
@@ -26,21 +25,17 @@ THREAD_COUNTS = (1, 2, 3, 8)
 PARALLEL_FOR_CALL = 'call void @"hlojit.parallel_for"('
 
 
-@pytest.fixture
-def force_threads(monkeypatch):
-    """Split any work with more than one block, in blocks of 256 elements."""
-    monkeypatch.setattr(parallel, "MIN_PARALLEL_NS", 0.0)
-    monkeypatch.setattr(parallel, "MIN_NS_PER_THREAD", 1e-9)
-    monkeypatch.setattr(parallel, "BLOCK_ELEMENTS", 256)
+FORCE = {"parallel_min_work_ns": 0.0, "parallel_block_elements": 256}
+"""Codegen options that split any work with more than one block, in blocks of 256 elements."""
 
 
 def run_all_thread_counts(text: str, *args: np.ndarray) -> list:
     """The results of `text` compiled for every count in THREAD_COUNTS (checking the code splits)."""
     results = []
     for threads in THREAD_COUNTS:
-        lowered = lower(text, num_threads=threads)
+        lowered = lower(text, num_threads=threads, **FORCE)
         assert (PARALLEL_FOR_CALL in lowered.llvm_ir) == (threads > 1), f"num_threads={threads}"
-        result = compile_hlo(text, num_threads=threads, cache=False)(*args)
+        result = compile_hlo(text, num_threads=threads, cache=False, **FORCE)(*args)
         results.append(result if isinstance(result, tuple) else (result,))
     return results
 
@@ -69,7 +64,7 @@ ENTRY e {
 
 
 @pytest.mark.parametrize("rows, cols", [(123, 37), (1, 5003), (257, 1)])
-def test_fused_loop_identical_across_thread_counts(force_threads, rows, cols):
+def test_fused_loop_identical_across_thread_counts(rows, cols):
     x, y = normal((rows, cols), 1), normal((rows, cols), 2)
     text = ELEMENTWISE % {"rows": rows, "cols": cols}
     results = run_all_thread_counts(text, x, y)
@@ -77,7 +72,7 @@ def test_fused_loop_identical_across_thread_counts(force_threads, rows, cols):
     np.testing.assert_array_equal(results[0][0], evaluate(parse_module(text), [x, y]))
 
 
-def test_gelu_fusion_identical_across_thread_counts(force_threads):
+def test_gelu_fusion_identical_across_thread_counts():
     x = normal((61, 97))
     text = gelu_hlo(61, 97)
     results = run_all_thread_counts(text, x)
@@ -87,7 +82,7 @@ def test_gelu_fusion_identical_across_thread_counts(force_threads):
 
 @pytest.mark.parametrize("make_hlo", [softmax_hlo, layernorm_hlo], ids=["softmax", "layernorm"])
 @pytest.mark.parametrize("rows, cols", [(67, 129), (300, 3)])
-def test_row_reductions_identical_across_thread_counts(force_threads, make_hlo, rows, cols):
+def test_row_reductions_identical_across_thread_counts(make_hlo, rows, cols):
     text = make_hlo(rows, cols)
     module = parse_module(text)
     args = [normal(p.shape.dims, seed=k) for k, p in enumerate(module.entry.parameters)]
@@ -105,7 +100,7 @@ ENTRY e {
 }"""
 
 
-def test_column_reduction_identical_across_thread_counts(force_threads):
+def test_column_reduction_identical_across_thread_counts():
     x = normal((40, 33, 24))
     results = run_all_thread_counts(COLUMN_SUM, x)
     assert_bit_identical(results)
@@ -125,22 +120,22 @@ ENTRY e {
 
 
 @pytest.mark.parametrize("n", [0, 1, 31, 257, 4099, 100_003])
-def test_sum_of_squares_identical_across_thread_counts(force_threads, n):
+def test_sum_of_squares_identical_across_thread_counts(n):
     x = normal(n)
     text = SUM_OF_SQUARES % {"n": n}
     results = []
     for threads in THREAD_COUNTS:
-        results.append((compile_hlo(text, num_threads=threads, cache=False)(x),))
+        results.append((compile_hlo(text, num_threads=threads, cache=False, **FORCE)(x),))
     assert_bit_identical(results)
     want = float(np.sum(x.astype(np.float64) ** 2))
     np.testing.assert_allclose(float(results[0][0]), want, rtol=1e-5)
 
 
-def test_sum_of_squares_splits_into_partials(force_threads):
+def test_sum_of_squares_splits_into_partials():
     """Blocks give partials combined in block order: the code for 2 threads calls parallel_for."""
     text = SUM_OF_SQUARES % {"n": 4099}
-    assert PARALLEL_FOR_CALL in lower(text, num_threads=2).llvm_ir
-    assert PARALLEL_FOR_CALL not in lower(text, num_threads=1).llvm_ir
+    assert PARALLEL_FOR_CALL in lower(text, num_threads=2, **FORCE).llvm_ir
+    assert PARALLEL_FOR_CALL not in lower(text, num_threads=1, **FORCE).llvm_ir
 
 
 ARGMAX = """HloModule m
@@ -165,11 +160,11 @@ ENTRY e {
 
 
 @pytest.mark.parametrize("n", [1, 1000, 20_011])
-def test_argmax_variadic_reduce_identical_across_thread_counts(force_threads, n):
+def test_argmax_variadic_reduce_identical_across_thread_counts(n):
     x = np.round(normal(n) * 4)  # many ties: the first index must win
     text = ARGMAX % {"n": n}
     results = run_all_thread_counts(text, x) if n > 1000 else [
-        compile_hlo(text, num_threads=t, cache=False)(x) for t in THREAD_COUNTS
+        compile_hlo(text, num_threads=t, cache=False, **FORCE)(x) for t in THREAD_COUNTS
     ]
     assert_bit_identical(results)
     value, index = results[0]
@@ -224,9 +219,9 @@ def test_bad_thread_counts_are_rejected(monkeypatch, bad):
 
 # --- concurrency --------------------------------------------------------------------------------------
 
-def test_called_from_four_python_threads_at_once(force_threads):
+def test_called_from_four_python_threads_at_once():
     text = softmax_hlo(129, 257)
-    executable = compile_hlo(text, num_threads=2, cache=False)
+    executable = compile_hlo(text, num_threads=2, cache=False, **FORCE)
     inputs = [normal((129, 257), seed=k) for k in range(4)]
     expected = [executable(x) for x in inputs]
     failures: list[str] = []
@@ -255,7 +250,6 @@ import ctypes, sys
 import numpy as np
 import llvmlite.binding as llvm
 from hlojit.api import compile_hlo
-from hlojit.compiler.codegen import parallel
 from tests.compiler.test_parallel import SUM_OF_SQUARES
 
 calls = []
@@ -264,11 +258,11 @@ def failing_create(thread, attributes, start, argument):
     calls.append(1)
     return 11  # EAGAIN
 llvm.add_symbol("pthread_create", ctypes.cast(failing_create, ctypes.c_void_p).value)
-parallel.MIN_PARALLEL_NS, parallel.MIN_NS_PER_THREAD, parallel.BLOCK_ELEMENTS = 0.0, 1e-9, 256
+force = {"parallel_min_work_ns": 0.0, "parallel_block_elements": 256}
 text = SUM_OF_SQUARES % {"n": 4099}
 x = np.random.default_rng(0).standard_normal(4099).astype(np.float32)
-one = compile_hlo(text, num_threads=1, cache=False)(x)
-four = compile_hlo(text, num_threads=4, cache=False)(x)
+one = compile_hlo(text, num_threads=1, cache=False, **force)(x)
+four = compile_hlo(text, num_threads=4, cache=False, **force)(x)
 assert len(calls) == 3, calls
 assert one.tobytes() == four.tobytes(), (one, four)
 print("ok")

@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.verifier import verify
 from hlojit.testing.hlo_strategies import hlo_cases, random_case
-from hlojit.testing.oracle import (CONFIGURATIONS, MANY_THREADS, check_case, configurations, split_small_loops,
-                                   supports_num_threads)
+from hlojit.testing.oracle import MANY_THREADS, SPLIT_SMALL_LOOPS, check_case, configurations
 
 SEEDS = range(300)
 
@@ -64,9 +63,6 @@ def test_generator_covers_the_opcode_table():
 def test_thread_configurations_really_split_the_work():
     """The many-thread configurations must run fuzzed (tiny) modules on several threads, or the
     bit-identity check across thread counts would compare one code path with itself."""
-    if not supports_num_threads():
-        assert configurations() == CONFIGURATIONS
-        return
     from hlojit.api import compile_hlo
     from hlojit.compiler.codegen import parallel
 
@@ -74,9 +70,8 @@ def test_thread_configurations_really_split_the_work():
     assert any("1 thread" in n for n in names) and any(f"{MANY_THREADS} threads" in n for n in names)
     text = """HloModule small
 ENTRY e { x = f32[16,6] parameter(0)  y = f32[16,6] parameter(1)  ROOT r = f32[16,6] multiply(x, y) }"""
-    with split_small_loops():
-        many = compile_hlo(text, cache=False, num_threads=MANY_THREADS)
-        one = compile_hlo(text, cache=False, num_threads=1)
+    many = compile_hlo(text, cache=False, num_threads=MANY_THREADS, **SPLIT_SMALL_LOOPS)
+    one = compile_hlo(text, cache=False, num_threads=1, **SPLIT_SMALL_LOOPS)
     assert parallel.TASK_PREFIX in many.llvm_ir and parallel.TASK_PREFIX not in one.llvm_ir
     x = np.arange(96, dtype=np.float32).reshape(16, 6)
     np.testing.assert_array_equal(many(x, x), x * x)

@@ -62,6 +62,12 @@ class CodegenOptions:
         (`resolve_num_threads`), so `num_threads` always reads as a number.
         Results are bit-identical for every thread count: work is cut into
         blocks whose boundaries depend only on the shapes.
+    parallel_min_work_ns, parallel_block_elements: the multi-threading cost
+        model's work threshold (estimated single-thread ns below which code
+        stays on one thread) and target elements per block. None (the default)
+        takes `parallel.py`'s tuned values. Tests and the fuzzers set them
+        tiny so that small arrays still run split (different block sizes can
+        change the rounding of full reductions; thread counts never do).
     """
 
     fast_math: bool = False
@@ -69,6 +75,8 @@ class CodegenOptions:
     blas: bool = False
     max_while_iterations: int | None = None
     num_threads: int | None = None
+    parallel_min_work_ns: float | None = None
+    parallel_block_elements: int | None = None
 
     def __post_init__(self):
         # Frozen dataclass: the resolved count replaces None once, here.
@@ -76,6 +84,12 @@ class CodegenOptions:
         limit = self.max_while_iterations
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"max_while_iterations must be None or an integer >= 0, got {limit!r}")
+        work = self.parallel_min_work_ns
+        if work is not None and (isinstance(work, bool) or not isinstance(work, (int, float)) or not work >= 0):
+            raise ValueError(f"parallel_min_work_ns must be None or a number >= 0, got {work!r}")
+        block = self.parallel_block_elements
+        if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+            raise ValueError(f"parallel_block_elements must be None or an integer >= 1, got {block!r}")
 
     @staticmethod
     def from_mapping(options: Mapping[str, Any] | CodegenOptions | None) -> CodegenOptions:

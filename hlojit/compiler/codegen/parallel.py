@@ -141,17 +141,27 @@ def thread_count(ctx, blocks: int, cost_ns: float) -> int:
     parallelism); otherwise as many as the options allow, the blocks and
     `MIN_NS_PER_THREAD` permit.
     """
-    requested = ctx.options.num_threads or 1
-    if requested <= 1 or blocks <= 1 or cost_ns < MIN_PARALLEL_NS:
+    options = ctx.options
+    requested = options.num_threads or 1
+    min_work = MIN_PARALLEL_NS if options.parallel_min_work_ns is None else options.parallel_min_work_ns
+    if requested <= 1 or blocks <= 1 or cost_ns < min_work:
         return 1
     if ctx.builder.function.name.startswith(TASK_PREFIX):
         return 1
-    return max(1, min(requested, blocks, int(cost_ns // MIN_NS_PER_THREAD)))
+    # Each thread gets at least half the threshold's work (`MIN_NS_PER_THREAD` by default).
+    per_thread = min_work * (MIN_NS_PER_THREAD / MIN_PARALLEL_NS)
+    affordable = int(cost_ns // per_thread) if per_thread > 0 else blocks
+    return max(1, min(requested, blocks, affordable))
 
 
-def block_rows(extent: int, row_elements: int) -> int:
-    """Rows of `row_elements` elements per block, aiming at `BLOCK_ELEMENTS` elements per block."""
-    return max(1, min(extent, math.ceil(BLOCK_ELEMENTS / max(1, row_elements))))
+def block_elements(options) -> int:
+    """Target elements per block: `BLOCK_ELEMENTS` unless the options set `parallel_block_elements`."""
+    return BLOCK_ELEMENTS if options.parallel_block_elements is None else options.parallel_block_elements
+
+
+def block_rows(extent: int, row_elements: int, target: int = BLOCK_ELEMENTS) -> int:
+    """Rows of `row_elements` elements per block, aiming at `target` elements per block."""
+    return max(1, min(extent, math.ceil(target / max(1, row_elements))))
 
 
 def block_bounds(builder: ir.IRBuilder, block: ir.Value, rows: int, extent: int,
@@ -192,7 +202,7 @@ def row_blocks(ctx, dims: Sequence[int], order: Sequence[int] | None, cost_ns: f
         yield None
         return
     extent = dims[dim]
-    rows = block_rows(extent, math.prod(dims) // extent * inner_elements)
+    rows = block_rows(extent, math.prod(dims) // extent * inner_elements, block_elements(ctx.options))
     blocks = math.ceil(extent / rows)
     threads = thread_count(ctx, blocks, cost_ns)
     if threads <= 1:

@@ -200,10 +200,10 @@ class Reduction:
 
         Depends only on the row length, so every thread count (and the
         single-thread code) folds the same blocks: the last block absorbs the
-        remainder, so every block holds at least `parallel.BLOCK_ELEMENTS`.
+        remainder, so every block holds at least `parallel.block_elements`.
         """
         n = self.input_shape.dims[self.reduced[0]]
-        per_block = max(parallel.BLOCK_ELEMENTS, -(-n // parallel.MAX_PARTIAL_BLOCKS))
+        per_block = max(parallel.block_elements(self.ctx.options), -(-n // parallel.MAX_PARTIAL_BLOCKS))
         return per_block, max(1, n // per_block)
 
     def _emit_full_in_blocks(self, builder: ir.IRBuilder, outputs: Sequence[ArrayBuffer], lanes: int) -> None:
