@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from hlojit.ir.module import Module
 from hlojit.runtime import fastcall
+from hlojit.runtime.blas import blas_disabled
 from hlojit.runtime.cache import (
     CacheEntry,
     CompilationCache,
@@ -182,11 +183,19 @@ def _blas_request(codegen_options: Mapping[str, Any]) -> dict[str, Any]:
 
     `blas_available()` depends on the request, on numpy's install (in the host
     fingerprint), on the compiler's GEMM symbols (in the source digest) and on
-    the ``HLOJIT_DISABLE_BLAS`` switch `hlojit.runtime.blas` reads.
+    the policy `hlojit.runtime.blas.blas_disabled` reports.
     """
     requested = bool(codegen_options.get("blas", True))
-    switch = os.environ.get("HLOJIT_DISABLE_BLAS", "")
-    return {"requested": requested, "disabled": requested and switch not in ("", "0")}
+    return {"requested": requested, "disabled": requested and blas_disabled()}
+
+
+def _threads_request(codegen_options: Mapping[str, Any]) -> Any:
+    """What decides the thread count the code is built for when the request does not give one: the
+    inputs of `CodegenOptions`' default ($HLOJIT_NUM_THREADS, else the CPU count), read without
+    importing the compiler."""
+    if codegen_options.get("num_threads") is not None:
+        return None  # keyed with the other options
+    return {"env": os.environ.get("HLOJIT_NUM_THREADS"), "cpus": os.cpu_count()}
 
 
 def _request_key(text_or_module: str | Module, optimize: bool, llvm_opt_level: int,
@@ -207,6 +216,7 @@ def _request_key(text_or_module: str | Module, optimize: bool, llvm_opt_level: i
         "pipeline": PIPELINE_NAME if optimize else None,
         "codegen_request": {name: repr(value) for name, value in codegen_options.items()},
         "blas": _blas_request(codegen_options),
+        "threads": _threads_request(codegen_options),
         "llvm_opt_level": llvm_opt_level,
         "fast_call": fastcall.WRAPPER_ABI_VERSION if fastcall.fast_call_available() else None,
         "host": host_fingerprint(),

@@ -26,7 +26,6 @@ library also exports are not offered (they crash; see ``_CANDIDATES``).
 
 from __future__ import annotations
 
-import glob
 import os
 import threading
 from dataclasses import dataclass, field
@@ -98,6 +97,8 @@ def _candidate_paths() -> list[str]:
                         paths.append(parts[5])
     except OSError:
         pass
+    import glob  # here: every warm start imports this module for `blas_disabled`, few get this far
+
     import numpy
 
     libs_dir = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), "numpy.libs")

@@ -60,9 +60,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from hlojit.ir.dtypes import DType
-from hlojit.ir.parser import parse_shape
-from hlojit.ir.printer import shape_to_text
-from hlojit.ir.shape import ArrayShape, Shape
+from hlojit.ir.shape import ArrayShape, Shape, TupleShape
 
 from . import fastcall
 from .abi_check import ASSUMED_LAYOUT, fast_call_abi
@@ -110,6 +108,8 @@ class EntrySignature:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict (shapes as HLO shape text) that `from_json` turns back into this."""
+        from hlojit.ir.printer import shape_to_text  # only a compile that stores an entry needs the printer
+
         return {
             "entry_name": self.entry_name,
             "parameter_shapes": [shape_to_text(s) for s in self.parameter_shapes],
@@ -126,14 +126,76 @@ class EntrySignature:
         """Inverse of `to_json`; KeyError/ValueError/HloParseError on malformed data."""
         return cls(
             entry_name=str(data["entry_name"]),
-            parameter_shapes=tuple(parse_shape(s) for s in data["parameter_shapes"]),
+            parameter_shapes=tuple(_shape_from_text(s) for s in data["parameter_shapes"]),
             parameter_names=tuple(str(n) for n in data["parameter_names"]),
-            argument_shapes=tuple(parse_shape(s) for s in data["argument_shapes"]),
-            result_shape=parse_shape(data["result_shape"]),
+            argument_shapes=tuple(_shape_from_text(s) for s in data["argument_shapes"]),
+            result_shape=_shape_from_text(data["result_shape"]),
             scratch_size=int(data["scratch_size"]),
             name=str(data["name"]),
             aliases=tuple((int(result), int(parameter)) for result, parameter in data.get("aliases", ())),
         )
+
+
+def _shape_from_text(text: str) -> Shape:
+    """Read back a shape `shape_to_text` printed: `f32[4,3]{1,0}`, `f32[]`, `(s32[], f32[16]{0})`.
+
+    Loading a cached entry reads its signature with this instead of the HLO
+    parser, whose import (lexer, regexes, difflib) cost more than the rest of
+    a warm load.  Text in any other form goes to the full parser (which
+    raises `HloParseError` on malformed text).
+    """
+    shape, end = _read_shape(text, 0)
+    if shape is None or end != len(text):
+        from hlojit.ir.parser import parse_shape  # not the printer's form: let the full parser judge it
+
+        return parse_shape(text)
+    return shape
+
+
+def _read_shape(text: str, start: int) -> tuple[Shape | None, int]:
+    """The shape at `text[start:]` in `shape_to_text`'s form and the index after it; None if not that form."""
+    if text.startswith("(", start):
+        elements: list[Shape] = []
+        position = start + 1
+        while not text.startswith(")", position):
+            if elements:
+                if not text.startswith(", ", position):
+                    return None, start
+                position += 2
+            element, position = _read_shape(text, position)
+            if element is None:
+                return None, start
+            elements.append(element)
+        return TupleShape(tuple(elements)), position + 1
+    open_bracket = text.find("[", start)
+    close_bracket = text.find("]", open_bracket)
+    if open_bracket < 0 or close_bracket < 0:
+        return None, start
+    try:
+        dtype = DType.from_text(text[start:open_bracket])
+        dims = _int_list(text[open_bracket + 1:close_bracket])
+        position = close_bracket + 1
+        if not dims:
+            return ArrayShape(dtype, ()), position
+        if not text.startswith("{", position):
+            return None, start
+        close_brace = text.find("}", position)
+        layout = _int_list(text[position + 1:close_brace]) if close_brace > 0 else None
+    except ValueError:
+        return None, start
+    if layout is None or sorted(layout) != list(range(len(dims))):
+        return None, start
+    return ArrayShape(dtype, dims, layout), close_brace + 1
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """`4,3` -> (4, 3); `` -> (); ValueError unless non-negative decimal integers."""
+    if not text:
+        return ()
+    items = text.split(",")
+    if not all(item.isdigit() and item.isascii() for item in items):
+        raise ValueError(text)
+    return tuple(int(item) for item in items)
 
 
 def build_library(

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import operator
 import re
 import threading
@@ -68,8 +67,6 @@ from .pytree import TreeDef, flatten_with_paths, unflatten
 from .specs import ShapeDtype, as_spec
 from .trace import Frame, Origin, Trace, entered, is_tracing
 from .tracer import Tracer
-
-logger = logging.getLogger("hlojit")
 
 # jit's own options; every other keyword goes to the compiler.
 _JIT_OPTIONS = ("log_compiles",)
@@ -564,8 +561,12 @@ class JittedFunction:
     def _log_compile(self, spec: Specialization) -> None:
         enabled = config.log_compiles if self.log_compiles is None else self.log_compiles
         if enabled:
-            logger.warning("compiling %s for %s [traced in %.1f ms, compiled in %.1f ms]", self.name, spec.reason,
-                           spec.trace_seconds * 1e3, spec.compile_seconds * 1e3)
+            import logging  # here, not at the top: ~3 ms of every process's first call otherwise
+
+            logging.getLogger("hlojit").warning(
+                "compiling %s for %s [traced in %.1f ms, compiled in %.1f ms]", self.name, spec.reason,
+                spec.trace_seconds * 1e3, spec.compile_seconds * 1e3,
+            )
 
     def _run(self, spec: Specialization, leaves: Sequence[Any]) -> Any:
         arrays = [leaf if type(leaf) is np.ndarray and leaf.dtype == aval.dtype else np.asarray(leaf, dtype=aval.dtype)

@@ -435,3 +435,16 @@ def test_the_host_fingerprint_does_not_load_llvm():
     loaded_llvm, identified_cpu = done.stdout.split()
     if identified_cpu == "True":  # where /proc/cpuinfo exists; elsewhere LLVM is asked instead
         assert loaded_llvm == "False"
+
+
+def test_the_thread_count_from_the_environment_is_part_of_the_request(monkeypatch):
+    """$HLOJIT_NUM_THREADS decides the code (parallel_for or not): a warm hit must not hand code built
+    for one count to a process asking for another."""
+    default = cache.default_cache()
+    text = """HloModule big
+ENTRY e { x = f32[1048576] parameter(0)  ROOT t = f32[1048576] tanh(x) }"""
+    x = np.linspace(-3, 3, 1 << 20, dtype=np.float32)
+    for count in ("1", "2", "1"):
+        monkeypatch.setenv("HLOJIT_NUM_THREADS", count)
+        np.testing.assert_allclose(compile_hlo(text)(x), np.tanh(x), rtol=1e-5, atol=1e-6)
+    assert default.stats.input_misses == 2 and default.stats.input_hits == 1

@@ -26,7 +26,7 @@ import numpy as np
 from .context import Handler, OpContext, ScalarFunction, Value
 from ..dtypes import DType
 from .numeric import as_indices
-from .patterns import binary_combiner
+from ..patterns import binary_combiner
 from ..opcodes import Opcode
 
 # Ufuncs for recognized combiners, by operand class. `.at` applies them unbuffered, in order.

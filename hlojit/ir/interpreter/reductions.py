@@ -32,7 +32,7 @@ import numpy as np
 from ..attributes import Window
 from .context import Handler, OpContext, Value
 from .gather_scatter import combine_at, combiner_ufunc
-from .patterns import binary_combiner
+from ..patterns import binary_combiner
 from ..opcodes import Opcode
 from ..shape_inference import dilated_bound, window_dim_output_size
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .context import Handler, OpContext, ScalarFunction, Value
 from .numeric import order_key, reverse_key
-from .patterns import simple_comparator
+from ..patterns import simple_comparator
 from ..opcodes import Opcode
 
 def _merge_argsort(rows: list[np.ndarray], less: ScalarFunction) -> tuple[np.ndarray, np.ndarray]:

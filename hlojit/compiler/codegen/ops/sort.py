@@ -41,7 +41,7 @@ from typing import Callable, Sequence
 import llvmlite.ir as ir
 
 from hlojit.ir.dtypes import DType
-from hlojit.ir.interpreter.patterns import simple_comparator
+from hlojit.ir.patterns import simple_comparator
 from hlojit.ir.module import Instruction
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.shape import ArrayShape

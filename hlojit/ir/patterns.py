@@ -1,17 +1,20 @@
-"""Recognizers for sub-computations the interpreter can run with a single numpy call.
+"""Recognizers for scalar sub-computations (reducers, comparators) that one library call can replace.
 
-A reducer `ROOT r = add(p0, p1)` becomes `np.add.reduce`, a comparator
-`ROOT c = compare(p0, p1), direction=LT` becomes an argsort. Everything the
+In the interpreter a reducer `ROOT r = add(p0, p1)` becomes `np.add.reduce`,
+a comparator `ROOT c = compare(p0, p1), direction=LT` becomes an argsort;
+codegen's sort emitter uses the comparator recognizer too. Everything the
 recognizers reject goes through the general path, which evaluates the
-sub-computation itself, so these are purely speed-ups.
+sub-computation itself, so these are purely speed-ups. (Part of the IR, not
+of the interpreter package, so codegen can use them without importing the
+interpreter.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..module import Computation
-from ..opcodes import Opcode
+from .module import Computation
+from .opcodes import Opcode
 
 # Binary ops that have a numpy ufunc with .reduce and .at (see reductions).
 COMBINER_OPCODES = frozenset(
