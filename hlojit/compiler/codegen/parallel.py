@@ -198,7 +198,7 @@ def row_blocks(ctx, dims: Sequence[int], order: Sequence[int] | None, cost_ns: f
     elements (a row fusion's row, a reduction's reduced elements).
     """
     dim = outermost_loop_dim(dims, order)
-    if dim is None:
+    if dim is None or math.prod(dims) == 0:  # nothing to split (and no rows to size blocks by)
         yield None
         return
     extent = dims[dim]
