@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hlojit.api import blas_available, compile_hlo
-from hlojit.compiler.codegen.ops import dot_blas
+from hlojit.compiler.codegen.ops import dot_blas, gemm
+from hlojit.ir.dtypes import DType
 from hlojit.ir.interpreter import evaluate
 from hlojit.ir.parser import parse_module
 
@@ -210,6 +211,28 @@ def test_operands_that_need_a_permutation(case, copies_an_operand, blas_everywhe
     executable = check(case)
     assert uses_blas(executable)
     assert ("gemm.copy" in executable.llvm_ir) == copies_an_operand
+
+
+@pytest.mark.parametrize("case", [
+    Dot((2, 130, 130), (2, 130, 130), (2,), (1,), (0,), (0,)),                    # [b,m,k] @ [b,k,n]
+    Dot((2, 130, 130), (2, 130, 130), (2,), (2,), (0,), (0,)),                    # q @ k^T: a flag
+    Dot((130, 2, 130), (2, 130, 130), (2,), (1,), (1,), (0,), layouts=(None, None, (1, 2, 0))),  # C^T
+])
+def test_batches_of_large_products_are_one_batch_call(case):
+    """Products of >= BATCH_GEMM_MIN_MATRIX_MACS each: one batch GEMM call, no per-product loop."""
+    m, n, k = 130, 130, 130
+    assert m * n * k >= dot_blas.BATCH_GEMM_MIN_MATRIX_MACS
+    executable = check(case)
+    if not gemm.batch_gemm_available(DType.F32):
+        pytest.skip("this numpy's OpenBLAS has no batch GEMM (before 0.3.30)")
+    assert "scipy_cblas_sgemm_batch64_" in executable.llvm_ir
+    assert "call void @\"scipy_cblas_sgemm64_\"" not in executable.llvm_ir
+
+
+def test_batches_of_small_products_stay_a_loop_of_calls(blas_everywhere):
+    """OpenBLAS's batch GEMM crashes on small products (DYNAMIC_ARCH builds): those keep one call each."""
+    executable = check(Dot((3, 5, 4), (3, 4, 6), (2,), (1,), (0,), (0,)))
+    assert "gemm_batch" not in executable.llvm_ir
 
 
 def test_batch_dim_inside_the_result_folds_into_flags(blas_everywhere):

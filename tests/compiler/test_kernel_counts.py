@@ -245,17 +245,16 @@ def test_elementwise_and_row_workloads_are_one_kernel_and_one_pass(name, text, b
     _assert_fused_matches_interpreter(before, after, _inputs(before))
 
 
-def test_mlp_is_two_dots_each_with_one_epilogue_loop():
+def test_mlp_is_two_dots_each_fused_with_its_epilogue():
     batch, d_in, d_hidden, d_out = 16, 32, 64, 8
     before, after = _lowered(mlp_hlo(batch, d_in, d_hidden, d_out))
     kernels = module_kernels(after, OPTIONS)
-    assert [k.what for k in kernels] == ["dot", "fusion(kLoop)", "dot", "fusion(kLoop)"]
-    # Each epilogue reads the dot's output and the bias once and writes its output once.
+    # Each dot writes its fusion's output and its bias (+ relu) runs over that output in place.
+    assert [k.what for k in kernels] == ["fusion(kOutput)", "fusion(kOutput)"]
+    # Each reads its dot's operands and its bias once and writes its output once.
     expected = [
-        (batch * d_in + d_in * d_hidden, batch * d_hidden),
-        (batch * d_hidden + d_hidden, batch * d_hidden),
-        (batch * d_hidden + d_hidden * d_out, batch * d_out),
-        (batch * d_out + d_out, batch * d_out),
+        (batch * d_in + d_in * d_hidden + d_hidden, batch * d_hidden),
+        (batch * d_hidden + d_hidden * d_out + d_out, batch * d_out),
     ]
     assert [(k.bytes_read, k.bytes_written) for k in kernels] == [(r * F32, w * F32) for r, w in expected]
     assert kernel_count(before, OPTIONS) == 5

@@ -68,11 +68,8 @@ def member_refusal(instr: Instruction) -> str | None:
         return "a parameter is an input"
     if opcode is Opcode.CONSTANT:
         return "non-scalar constants are not fused: they stay read-only globals the fusion reads"
-    if opcode is Opcode.DOT:
-        return (
-            "a dot runs as its own kernel (BLAS or generated loops) that cannot take an epilogue; "
-            "its elementwise consumers fuse into one loop over its output"
-        )
+    if opcode is Opcode.DOT and not instr.shape.is_tuple:
+        return None  # only as the head of its elementwise epilogue (plan.py, DOT_EPILOGUE)
     if opcode.kind is Kind.TUPLE:
         return f"{opcode.text} only forwards values; the instruction producing them is the kernel"
     if opcode.kind is Kind.CONTROL:
@@ -99,4 +96,5 @@ def is_free_to_duplicate(instr: Instruction) -> bool:
 
 
 def is_expensive(instr: Instruction) -> bool:
-    return instr.opcode.info.expensive
+    """Whether computing `instr` twice costs real work: the opcode table's flag, and every dot."""
+    return instr.opcode.info.expensive or instr.opcode is Opcode.DOT

@@ -5,7 +5,7 @@ forms groups that `analyze_fusion` accepts, and codegen emits a fusion by
 following the `FusionPlan` that `plan_fusion` computes again from the fused
 computation.
 
-Four structures:
+Five structures:
 
 * LOOP - elementwise and shape ops only: one loop nest over the outputs
   (all of the same dimensions), every instruction composed per element.
@@ -21,6 +21,12 @@ Four structures:
   expensive values read more than once are kept in a small stack buffer for
   the row, and an inner loop writes the row of the outputs. A row softmax or
   layernorm is one pass over memory this way.
+* DOT_EPILOGUE - one dot and elementwise consumers of its output (bias,
+  activation): the dot writes the fusion's output (BLAS with the bias
+  pre-filled and beta = 1, or the generated loops), then one pass applies the
+  rest in place (ops/dot_blas.py). The dot's operands stay in memory, and no
+  input of the epilogue is as large as the output (it could share the
+  output's buffer, which the dot overwrites).
 
 Cost rule shared by all structures: an *expensive* instruction (opcode table
 `info.expensive`: exp, log, tanh, divide, ...) must not be computed more than
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 from hlojit.ir.module import Instruction
@@ -76,11 +82,14 @@ class FusionStructure(enum.Enum):
     REDUCTION = "reduction"
     SIBLING_REDUCTIONS = "sibling reductions"
     ROW = "row"
+    DOT_EPILOGUE = "dot epilogue"
 
     @property
     def xla_kind(self) -> str:
-        """The `kind=` attribute XLA would print: kLoop without reductions, kInput with."""
-        return "kLoop" if self is FusionStructure.LOOP else "kInput"
+        """The `kind=` attribute XLA would print: kLoop without reductions, kInput with, kOutput for a dot's."""
+        if self is FusionStructure.LOOP:
+            return "kLoop"
+        return "kOutput" if self is FusionStructure.DOT_EPILOGUE else "kInput"
 
 
 class StageKind(enum.Enum):
@@ -116,6 +125,8 @@ class FusionAnalysis:
         inner loop, each major to minor in the root's layout.
     hoisted (ROW only): members computed once per outer index, reductions included.
     buffered (ROW only): members kept in a row buffer of `row_buffer_bytes` in all.
+    members / shape_of: the instructions analyzed and the shape lookup used, so that
+        `extend_analysis` can analyze again from scratch where it cannot extend (dots).
     """
 
     structure: FusionStructure
@@ -130,6 +141,8 @@ class FusionAnalysis:
     row_buffer_bytes: int = 0
     reductions: tuple[str, ...] = ()
     enforce_costs: bool = True
+    members: tuple[Instruction, ...] = field(default=(), compare=False, repr=False)
+    shape_of: ShapeOf | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,16 @@ def analyze_fusion(
     enforce_costs: bool = True,
 ) -> FusionAnalysis:
     """Analyze `instructions` (topological order) fused with outputs `roots`; see `plan_fusion`."""
+    analysis = _analyze(instructions, roots, shape_of, enforce_costs)
+    return replace(analysis, members=tuple(instructions), shape_of=shape_of)
+
+
+def _analyze(
+    instructions: Sequence[Instruction],
+    roots: Sequence[str],
+    shape_of: ShapeOf,
+    enforce_costs: bool,
+) -> FusionAnalysis:
     if enforce_costs and len(instructions) > MAX_FUSED_INSTRUCTIONS:
         raise FusionRefusal(f"the fusion would have {len(instructions)} instructions, more than "
                             f"{MAX_FUSED_INSTRUCTIONS}")
@@ -183,6 +206,8 @@ def analyze_fusion(
     for root in root_instrs:
         if root.shape.is_tuple and not _is_reduce(root):
             raise FusionRefusal(f"output {root.name} has a tuple shape")
+    if any(i.opcode is Opcode.DOT for i in instructions):
+        return _analyze_dot_epilogue(instructions, root_instrs, reductions, shape_of, enforce_costs)
     structure = _structure(root_instrs, reductions, members, shape_of)
     if len({array_dims(r.shape) for r in root_instrs}) != 1 and structure is not FusionStructure.SIBLING_REDUCTIONS:
         raise FusionRefusal("the outputs have different dimensions and cannot share one loop nest")
@@ -220,6 +245,12 @@ def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequ
     """
     if _is_reduce(producer):
         raise ValueError("extend_analysis: a reduce changes the structure; analyze the group again")
+    if producer.opcode is Opcode.DOT or analysis.structure is FusionStructure.DOT_EPILOGUE:
+        # A dot changes the structure, and its epilogue's rules span the whole group: analyze again.
+        if analysis.shape_of is None:
+            raise FusionRefusal("internal: this analysis cannot be extended by a dot (no shape lookup)")
+        members = _topological((producer, *analysis.members))
+        return analyze_fusion(members, analysis.roots, analysis.shape_of, analysis.enforce_costs)
     name = producer.name
     if analysis.enforce_costs and len(analysis.indexing) + 1 > MAX_FUSED_INSTRUCTIONS:
         raise FusionRefusal(f"the fusion would have more than {MAX_FUSED_INSTRUCTIONS} instructions")
@@ -247,7 +278,106 @@ def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequ
         hoisted=(analysis.hoisted | {name}) if hoisted else analysis.hoisted,
         buffered=analysis.buffered | set(counts.buffered),
         row_buffer_bytes=counts.buffers.used if counts.buffers else 0,
+        members=(producer, *analysis.members),  # upstream of every member it feeds
     )
+
+
+def _topological(instructions: Sequence[Instruction]) -> list[Instruction]:
+    """`instructions` ordered so that each comes after those of its operands that are among them."""
+    by_name = {i.name: i for i in instructions}
+    placed: dict[str, Instruction] = {}
+
+    def place(instr: Instruction) -> None:
+        stack = [(instr, False)]
+        while stack:
+            current, expanded = stack.pop()
+            if current.name in placed:
+                continue
+            if expanded:
+                placed[current.name] = current
+                continue
+            stack.append((current, True))
+            stack.extend((by_name[o], False) for o in reversed(current.operands) if o in by_name and o not in placed)
+
+    for instr in instructions:
+        place(instr)
+    return list(placed.values())
+
+
+# --- dot epilogues -----------------------------------------------------------------------------------
+
+
+def _physical_order(shape: ArrayShape) -> tuple[int, ...]:
+    return tuple(shape.layout) if shape.layout is not None else tuple(reversed(range(shape.rank)))
+
+
+def _analyze_dot_epilogue(instructions, root_instrs, reductions, shape_of: ShapeOf, enforce_costs: bool):
+    """A dot and elementwise consumers of its output, as one DOT_EPILOGUE fusion; see the module docstring."""
+    dots = [i for i in instructions if i.opcode is Opcode.DOT]
+    if len(dots) > 1:
+        raise FusionRefusal(f"a fusion holds at most one dot ({dots[0].name} and {dots[1].name} would share one)")
+    dot = dots[0]
+    if reductions:
+        raise FusionRefusal(f"a dot's epilogue is elementwise: reduction {reductions[0]} cannot follow {dot.name} "
+                            "in its fusion")
+    if len(root_instrs) != 1:
+        raise FusionRefusal(f"a dot's epilogue fusion ({dot.name}) has exactly one output")
+    root = root_instrs[0]
+    if root is dot:
+        raise FusionRefusal(f"{dot.name} alone is its own kernel, not a fusion")
+    members = {i.name: i for i in instructions}
+    inside = [o for o in dot.operands if o in members]
+    if inside:
+        raise FusionRefusal(f"{dot.name} reads its operands from memory (BLAS or its loops): "
+                            f"{inside[0]} cannot be computed inside its fusion")
+    if (root.shape.dims, root.shape.dtype) != (dot.shape.dims, dot.shape.dtype) or (
+        _physical_order(root.shape) != _physical_order(dot.shape)
+    ):
+        raise FusionRefusal(f"{dot.name} writes the fusion's output, so the output {root.name} must have its "
+                            f"dimensions, type and layout ({dot.shape} vs {root.shape})")
+    for user in instructions:
+        if dot.name in user.operands and (
+            user.opcode.kind not in _ELEMENTWISE_KINDS or user.shape.dims != dot.shape.dims
+        ):
+            raise FusionRefusal(f"{user.name} ({user.opcode.text}) does not read {dot.name} element by element: "
+                                "a dot's epilogue runs over the dot's output in place")
+    indexing = analyze_indexing(instructions, [root.name])
+    if any(size != 1 and ix.exact != d for d, (size, ix) in enumerate(zip(dot.shape.dims, indexing[dot.name]))):
+        raise FusionRefusal(f"{dot.name} is not read at the index the output is written: its epilogue runs in place")
+    output_bytes = _nbytes(root.shape)
+    for member in instructions:
+        for operand in member.operands:
+            if member is dot or operand in members:
+                continue
+            if _nbytes(shape_of(operand)) >= output_bytes:
+                raise FusionRefusal(
+                    f"{member.name} reads {operand}, as large as the output: a dot's epilogue runs in place "
+                    f"over {dot.name}'s output, whose buffer {operand}'s may share"
+                )
+    refusal = _dot_output_refusal(dot, shape_of)
+    if refusal is not None:
+        raise FusionRefusal(refusal)
+    counts = _Evaluations(FusionStructure.LOOP, [root.name], frozenset(), enforce_costs)
+    counts.run(instructions)
+    return FusionAnalysis(
+        FusionStructure.DOT_EPILOGUE, (root.name,), indexing, counts.evaluations, counts.contexts,
+        enforce_costs=enforce_costs,
+    )
+
+
+def _dot_output_refusal(dot: Instruction, shape_of: ShapeOf) -> str | None:
+    """Why `dot` could not write a fusion's output directly through BLAS, or None."""
+    # Imported here: codegen imports this module (its fusion emitter follows the plans made here).
+    from ..codegen.ops.dot_blas import epilogue_refusal
+
+    return epilogue_refusal(dot, [shape_of(o) for o in dot.operands])
+
+
+_ELEMENTWISE_KINDS = frozenset({Kind.UNARY, Kind.BINARY, Kind.TERNARY, Kind.COMPARE, Kind.CONVERT})
+
+
+def _nbytes(shape: Shape) -> int:
+    return sum(leaf.nbytes for leaf in shape.leaves())
 
 
 # --- structure -----------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ permutation (say a batch dim physically between two free dims) is first
 copied to scratch in [batch, M, K] / [batch, K, N] order. The output is
 written in place when it is row-major per matrix, or as ``C^T = B^T A^T``
 when column-major; otherwise the GEMM writes scratch and it is copied out.
-Batches are a loop of GEMM calls, each with a pointer offset by the batch
-index times the batch dims' strides (any layout).
+Batches are one batch GEMM call (`gemm.emit_gemm_batch`) given the arrays of
+matrix pointers, each offset by the batch index times the batch dims'
+strides (any layout); a loop of GEMM calls where the library lacks it.
 
 The emitter applies when ``CodegenOptions.blas`` says the library is loaded,
 the result and both operands are all f32 or all f64, and the product is big
@@ -24,6 +25,19 @@ integer types - is the generated-loop dot's (`ops/dot.py`).
 The registry passes `applies` and `temp_shapes` the operand shapes, so the
 choice is exact and made once, when buffers are planned: `_applies` and
 `_temp_shapes` run the same `dot_plan` that `emit_blas_dot` follows.
+
+Dot epilogues: a ``kind=kOutput`` fusion (`FusionStructure.DOT_EPILOGUE`,
+fusion/plan.py) is one dot and elementwise consumers of its output.
+`emit_dot_epilogue` writes the dot straight into the fusion's output, then
+applies the epilogue over it in place: one pass over the output instead of
+reading the dot's result from a buffer of its own and writing another. When
+the dot's only reader is an ``add`` (the bias), C is first filled with the
+other addend and the GEMM runs with beta = 1, so BLAS adds the bias while it
+writes C (OpenBLAS otherwise clears C in a pass of its own for beta = 0).
+The sum then rounds as ``bias + partial products`` rather than ``(products)
++ bias``: the same terms in another order, well within float tolerance.
+Without BLAS (or for a small or non-float dot) the generated-loop dot writes
+the output and the whole epilogue runs over it in place.
 """
 
 from __future__ import annotations
@@ -37,13 +51,18 @@ from hlojit.ir.module import Instruction
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.shape import ArrayShape, Shape, default_layout
 
+from .. import parallel
 from .. import types as T
+from ..composition import ComputationGenerators
 from ..context import EmitContext
-from ..loops import loop_nest, shape_loop_nest
+from ..loops import loop_nest, major_to_minor, shape_loop_nest
 from ..options import CodegenOptions
-from ..registry import register_emitter
-from ..values import ArrayBuffer
-from .gemm import BLAS_DTYPES, axis_size, blas_enabled, emit_gemm, matrix_operand, uniform_stride
+from ..registry import find_emitter, register_emitter
+from ..values import ArrayBuffer, LazyArray
+from .gemm import (
+    BATCH_GEMM_MIN_MATRIX_MACS, BLAS_DTYPES, MAX_BATCH_PER_CALL, axis_size, batch_gemm_available, blas_enabled, emit_gemm, emit_gemm_batch,
+    matrix_operand, uniform_stride,
+)
 
 BLAS_MIN_MACS = 1024
 """A dot of at least this many multiply-adds (batch x m x n x k) goes to BLAS..."""
@@ -231,10 +250,120 @@ def emit_blas_dot(ctx: EmitContext) -> None:
     _emit_gemms(ctx, plan, ctx.operand_buffer(0), ctx.operand_buffer(1), ctx.output)
 
 
+# --- dot epilogues ----------------------------------------------------------------------------------
+
+
+def epilogue_refusal(dot: Instruction, operand_shapes: Sequence[Shape]) -> str | None:
+    """Why `dot` cannot write a dot-epilogue fusion's output as it stands, or None when it can.
+
+    The fusion emitter has no scratch buffers (its registration cannot see the
+    fused computation), so a BLAS-typed dot qualifies only when its GEMMs read
+    both operands in place and write the output in place. Other dots (integer,
+    mixed types) always qualify: the generated-loop dot needs no scratch.
+    """
+    lhs, rhs = operand_shapes
+    out = dot.shape
+    if out.is_tuple or lhs.is_tuple or rhs.is_tuple or not _blas_types(lhs, rhs, out):
+        return None
+    plan = dot_plan(lhs, rhs, out, dot.attrs)
+    if plan.temp_shapes:
+        return (f"{dot.name}'s operand or output layouts need copies around its GEMMs, and a dot "
+                "fused with its epilogue has no scratch for them")
+    return None
+
+
+def _is_dot_epilogue(instruction: Instruction, options: CodegenOptions) -> bool:
+    return instruction.attrs.get("kind") == "kOutput"
+
+
+def _every_operand(instruction: Instruction) -> range:
+    # The fused dot reads its operands through pointers; the other inputs (biases) are small.
+    return range(len(instruction.operands))
+
+
+@register_emitter(Opcode.FUSION, applies=_is_dot_epilogue, priority=10, buffer_operands=_every_operand)
+def emit_dot_epilogue(ctx: EmitContext) -> None:
+    """A dot-epilogue fusion: the dot writes the output (bias pre-filled for BLAS), the rest runs in place."""
+    # Imported here: ops/fusion.py is the generic fusion emitter, a sibling module.
+    from hlojit.compiler.fusion.plan import FusionRefusal, FusionStructure, plan_fusion
+
+    from .fusion import emit_fusion
+
+    fused = ctx.lowering.hlo_module.computation(ctx.attr("calls"))
+    members = [i for i in fused.instructions if i.opcode is not Opcode.PARAMETER]
+    try:
+        plan = plan_fusion(members, (fused.root_name,), lambda name: fused.by_name[name].shape, enforce_costs=False)
+    except FusionRefusal:
+        plan = None
+    if plan is None or plan.structure is not FusionStructure.DOT_EPILOGUE:
+        emit_fusion(ctx)  # a kOutput fusion of another form (written by hand, or by XLA)
+        return
+    dot = next(i for i in members if i.opcode is Opcode.DOT)
+    readers = [i for i in members if dot.name in i.operands]
+    bias_add = readers[0] if len(readers) == 1 and _is_bias_add(readers[0], dot.name) else None
+    out = ctx.output
+    arguments = [ctx.operand_value(i).generator() for i in range(ctx.num_operands)]
+    operands = [ctx.operand_buffer(fused.by_name[name].parameter_number) for name in dot.operands]
+    gemm_plan = _plan_if_worth(dot, [o.shape for o in operands]) if blas_enabled(ctx.options) else None
+    if gemm_plan is not None:
+        if gemm_plan.temp_shapes:
+            raise ctx.error(f"internal: fused dot {dot.name} needs scratch its fusion does not have")
+        beta = 0.0
+        if bias_add is not None:
+            addend = next(o for o in bias_add.operands if o != dot.name)
+            addend_values = ComputationGenerators(ctx.lowering, fused, arguments)
+            _store_over(ctx, out, addend_values.value(addend), parallel.CHEAP_OP_NS, "dot.prefill")
+            beta = 1.0
+        _emit_gemms(ctx, gemm_plan, operands[0], operands[1], out, beta)
+        done = bias_add.name if bias_add is not None else dot.name
+    else:
+        _emit_loop_dot(ctx, dot, fused, arguments)
+        done = dot.name
+    if done != fused.root_name:
+        epilogue = ComputationGenerators(ctx.lowering, fused, arguments)
+        epilogue.bind(done, out.generator())  # computed: read it back from the output, where it is
+        per_element = parallel.element_cost_ns(fused, ctx.lowering.hlo_module)
+        _store_over(ctx, out, epilogue.root(), per_element, "dot.epilogue")
+
+
+def _is_bias_add(instr: Instruction, dot_name: str) -> bool:
+    """``add(dot, x)`` or ``add(x, dot)`` with x not the dot: x can be pre-filled into C."""
+    return instr.opcode is Opcode.ADD and instr.operands.count(dot_name) == 1
+
+
+def _store_over(ctx: EmitContext, out: ArrayBuffer, generate, per_element_ns: float, name: str) -> None:
+    """One loop over `out` storing `generate` (which may read `out` at the index it writes).
+
+    Split over threads like a loop fusion (`parallel.row_blocks`): every
+    iteration writes only its own element.
+    """
+    shape = out.shape
+    cost = parallel.work_ns(shape.size, per_element_ns, 2 * shape.nbytes)
+    with parallel.row_blocks(ctx, shape.dims, major_to_minor(shape), cost) as rows:
+        with shape_loop_nest(ctx.builder, shape, name=name, outer_range=rows) as index:
+            out.store(ctx.builder, index, generate(ctx.builder, index))
+
+
+def _emit_loop_dot(ctx: EmitContext, dot: Instruction, fused, arguments) -> None:
+    """The fused dot by the emitter an unfused dot would get (no BLAS here), into the fusion's output."""
+    shapes = [fused.by_name[name].shape for name in dot.operands]
+    emitter = find_emitter(dot, ctx.options, shapes)
+    if emitter is None or emitter.temps_for(dot, shapes) or tuple(emitter.buffer_operands(dot)):
+        raise ctx.error(f"internal: fused dot {dot.name} has no emitter that reads generators and needs no scratch")
+    values = [LazyArray(shape, arguments[fused.by_name[name].parameter_number]) for name, shape in zip(dot.operands, shapes)]
+    inner = EmitContext(ctx.lowering, ctx.builder, dot, fused, values, ctx.output_value, (), emitter, ctx.scope)
+    emitter.emit(inner)
+
+
 # --- emission ---------------------------------------------------------------------------------------
 
 
-def _emit_gemms(ctx: EmitContext, plan: DotPlan, lhs: ArrayBuffer, rhs: ArrayBuffer, out: ArrayBuffer) -> None:
+def _emit_gemms(
+    ctx: EmitContext, plan: DotPlan, lhs: ArrayBuffer, rhs: ArrayBuffer, out: ArrayBuffer, beta: float = 0.0
+) -> None:
+    """The dot's GEMMs: ``out = lhs @ rhs + beta * out`` per batch element (scratch copies as planned)."""
+    if beta != 0.0 and not plan.out_in_place:
+        raise ctx.error("internal: beta = 1 needs the GEMMs to write the output in place")
     b = ctx.builder
     dims = plan.dims
     temps = list(ctx.temps)
@@ -245,19 +374,67 @@ def _emit_gemms(ctx: EmitContext, plan: DotPlan, lhs: ArrayBuffer, rhs: ArrayBuf
     result = out if plan.out_in_place else ArrayBuffer(plan.out_copy_shape, temps.pop(0).pointer)
 
     batch_sizes = [out.shape.dims[d] for d in dims.out_batch]
+    if _batch_call_worth_it(plan) and batch_gemm_available(out.dtype):
+        _emit_batch_call(ctx, plan, batch_sizes, lhs, rhs, result, beta)
+    else:
+        _emit_gemm_loop(ctx, plan, batch_sizes, lhs, rhs, result, beta)
+    if not plan.out_in_place:
+        ctx.materialize(result, out)
+
+
+def _batch_call_worth_it(plan: DotPlan) -> bool:
+    """A batch of products each big enough for the batch GEMM (see `BATCH_GEMM_MIN_MATRIX_MACS`)."""
+    return 1 < plan.batch <= MAX_BATCH_PER_CALL and plan.m * plan.n * plan.k >= BATCH_GEMM_MIN_MATRIX_MACS
+
+
+def _emit_gemm_loop(ctx: EmitContext, plan: DotPlan, batch_sizes, lhs, rhs, result, beta: float) -> None:
+    """One GEMM call per batch element."""
+    b = ctx.builder
+    dims = plan.dims
     with loop_nest(b, batch_sizes, name="gemm.batch") as batch_index:
         a = _matrix_pointer(b, lhs, dims.lhs_batch, batch_index)
         bm = _matrix_pointer(b, rhs, dims.rhs_batch, batch_index)
         c = _matrix_pointer(b, result, dims.out_batch, batch_index)
         if plan.out_transposed:
             # Column-major C: compute C^T[N, M] = B^T[N, K] @ A^T[K, M] into the same memory.
-            emit_gemm(b, out.dtype, not plan.rhs.transposed, not plan.lhs.transposed, plan.n, plan.m, plan.k,
-                      bm, plan.rhs.ld, a, plan.lhs.ld, c, plan.ldc)
+            emit_gemm(b, result.dtype, not plan.rhs.transposed, not plan.lhs.transposed, plan.n, plan.m, plan.k,
+                      bm, plan.rhs.ld, a, plan.lhs.ld, c, plan.ldc, beta)
         else:
-            emit_gemm(b, out.dtype, plan.lhs.transposed, plan.rhs.transposed, plan.m, plan.n, plan.k,
-                      a, plan.lhs.ld, bm, plan.rhs.ld, c, plan.ldc)
-    if not plan.out_in_place:
-        ctx.materialize(result, out)
+            emit_gemm(b, result.dtype, plan.lhs.transposed, plan.rhs.transposed, plan.m, plan.n, plan.k,
+                      a, plan.lhs.ld, bm, plan.rhs.ld, c, plan.ldc, beta)
+
+
+def _emit_batch_call(ctx: EmitContext, plan: DotPlan, batch_sizes, lhs, rhs, result, beta: float) -> None:
+    """The matrix pointers of every batch element into stack arrays, then one batch GEMM call."""
+    b = ctx.builder
+    dims = plan.dims
+    count = plan.batch
+    arrays = [ctx.lowering.entry_alloca(b, T.PTR, f"gemm.{role}", count) for role in ("a", "b", "c")]
+    with loop_nest(b, batch_sizes, name="gemm.pointers") as batch_index:
+        linear = T.index_constant(0)
+        for size, index in zip(batch_sizes, batch_index):
+            linear = b.add(b.mul(linear, T.index_constant(size)), index)
+        pointers = (
+            _matrix_pointer(b, lhs, dims.lhs_batch, batch_index),
+            _matrix_pointer(b, rhs, dims.rhs_batch, batch_index),
+            _matrix_pointer(b, result, dims.out_batch, batch_index),
+        )
+        for array, pointer in zip(arrays, pointers):
+            b.store(pointer, b.gep(array, [linear], inbounds=True, source_etype=T.PTR))
+    a_array, b_array, c_array = arrays
+
+    def alloca(typ: ir.Type, name: str) -> ir.Value:
+        return ctx.lowering.entry_alloca(b, typ, name)
+
+    if plan.out_transposed:
+        # Column-major C: compute C^T[N, M] = B^T[N, K] @ A^T[K, M] into the same memory.
+        emit_gemm_batch(b, alloca, result.dtype, not plan.rhs.transposed, not plan.lhs.transposed,
+                        plan.n, plan.m, plan.k, b_array, plan.rhs.ld, a_array, plan.lhs.ld, c_array, plan.ldc,
+                        count, beta)
+    else:
+        emit_gemm_batch(b, alloca, result.dtype, plan.lhs.transposed, plan.rhs.transposed,
+                        plan.m, plan.n, plan.k, a_array, plan.lhs.ld, b_array, plan.rhs.ld, c_array, plan.ldc,
+                        count, beta)
 
 
 def _matrix_pointer(b: ir.IRBuilder, buffer: ArrayBuffer, batch_dims: Sequence[int], batch_index) -> ir.Value:
@@ -279,4 +456,4 @@ def _copy_to_scratch(ctx: EmitContext, source: ArrayBuffer, destination: ArrayBu
     return destination
 
 
-__all__ = ["BLAS_MIN_MACS", "BLAS_MIN_MATRIX_MACS", "DotPlan", "dot_plan", "worth_blas"]
+__all__ = ["BLAS_MIN_MACS", "BLAS_MIN_MATRIX_MACS", "DotPlan", "dot_plan", "epilogue_refusal", "worth_blas"]

@@ -14,6 +14,12 @@ symbol by name. The runtime's `blas` module loads the library with
 from the process; `hlojit.api` asks it and sets ``CodegenOptions.blas``, so
 generated code never references a symbol that may be missing.
 
+Batches of equal-sized products go to the library's grouped batch GEMM
+(``scipy_cblas_sgemm_batch64_``, OpenBLAS >= 0.3.30, MKL's ``cblas_?gemm_batch``
+interface) when the process has it: OpenBLAS then hands whole products to its
+threads - one split and one wait per batch, instead of one per product (see
+`emit_gemm_batch`).
+
 `uniform_stride` is the layout test both BLAS users need: whether a group of
 logical dimensions of a dense buffer, linearized in a given order, is one
 evenly strided axis (so it can be a matrix's row or column axis).
@@ -21,8 +27,9 @@ evenly strided axis (so it can be a matrix's row or column axis).
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
+import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from hlojit.ir.dtypes import DType
@@ -46,6 +53,35 @@ GEMM_SYMBOLS: dict[DType, str] = {
 
 BLAS_DTYPES = frozenset(GEMM_SYMBOLS)
 
+GEMM_BATCH_SYMBOLS: dict[DType, str] = {
+    DType.F32: "scipy_cblas_sgemm_batch64_",
+    DType.F64: "scipy_cblas_dgemm_batch64_",
+}
+"""The grouped batch GEMM of the same library (ILP64)::
+
+    void gemm_batch(int order, const int *transa, const int *transb,
+                    const i64 *m, const i64 *n, const i64 *k, const T *alpha,
+                    const T **a, const i64 *lda, const T **b, const i64 *ldb,
+                    const T *beta, T **c, const i64 *ldc,
+                    i64 group_count, const i64 *group_size)
+
+Every argument but the matrices is an array with one entry per group; hlojit
+passes one group.
+"""
+
+MAX_BATCH_PER_CALL = 1 << 12
+"""Batches up to this size are one batch GEMM call (their pointer arrays live on the stack)."""
+
+BATCH_GEMM_MIN_MATRIX_MACS = 1 << 21
+"""Only batches of products of at least this many multiply-adds (m x n x k) use the batch GEMM.
+
+numpy 2.4's OpenBLAS 0.3.31, built with DYNAMIC_ARCH, crashes in the batch GEMM
+when it routes products of at most 100^3 multiply-adds to its small-matrix
+kernels (seen here with 3 x 5x4x6 and 8 x 64^3; fixed upstream by
+OpenMathLib/OpenBLAS pull request #5980); twice that bound stays clear of the route. Smaller products are single-threaded GEMM calls
+anyway (`SINGLE_THREAD_MAX_MACS`), where one call per product costs little.
+"""
+
 GET_THREADS_SYMBOL = "scipy_openblas_get_num_threads64_"
 SET_THREADS_SYMBOL = "scipy_openblas_set_num_threads64_"
 """OpenBLAS's thread count (C ``int``), read and set around small GEMMs (`SINGLE_THREAD_MAX_MACS`)."""
@@ -63,6 +99,22 @@ GEMMs keep OpenBLAS's threads. The count is set only when it is above 1, and
 restored to the value read, so concurrent callers leave it as they found it; other
 threads' numpy GEMMs may meanwhile run single-threaded (a speed effect only).
 """
+
+
+_BATCH_GEMM_FOUND: set[DType] = set()
+
+
+def batch_gemm_available(dtype: DType) -> bool:
+    """Whether the loaded library has the batch GEMM (numpy's OpenBLAS since 0.3.30).
+
+    Asked when code is generated: the runtime loads the library before
+    codegen runs (`hlojit.api`), and generated code must not reference a
+    symbol the process lacks. Only a positive answer is remembered (the
+    library may be loaded later).
+    """
+    if dtype not in _BATCH_GEMM_FOUND and llvm.address_of_symbol(GEMM_BATCH_SYMBOLS[dtype]) is not None:
+        _BATCH_GEMM_FOUND.add(dtype)
+    return dtype in _BATCH_GEMM_FOUND
 
 
 def blas_enabled(options: CodegenOptions) -> bool:
@@ -133,31 +185,107 @@ def emit_gemm(
     ldb: int | ir.Value,
     c: ir.Value,
     ldc: int | ir.Value,
+    beta: float = 0.0,
 ) -> None:
-    """Emit ``C[m,n] = op(A)[m,k] @ op(B)[k,n]`` (alpha 1, beta 0), row-major, via the bundled CBLAS.
+    """Emit ``C[m,n] = op(A)[m,k] @ op(B)[k,n] + beta * C`` (alpha 1), row-major, via the bundled CBLAS.
 
-    With beta = 0 BLAS never reads C, so C may be uninitialised. The caller
+    With beta = 0 BLAS never reads C, so C may be uninitialised; beta = 1
+    adds the product to what C holds (a dot epilogue's pre-filled bias). The caller
     guarantees m, n, k > 0 (OpenBLAS is not relied on for degenerate sizes).
     A product of fewer than `SINGLE_THREAD_MAX_MACS` multiply-adds (decided at
     run time when a size is only known then) runs single-threaded.
     """
-    sizes = (m, n, k)
-    if all(isinstance(size, int) for size in sizes) and m * n * k >= SINGLE_THREAD_MAX_MACS:
-        _call_gemm(b, dtype, trans_a, trans_b, m, n, k, a, lda, b_matrix, ldb, c, ldc)
+    _with_thread_cap(b, (m, n, k), lambda: _call_gemm(
+        b, dtype, trans_a, trans_b, m, n, k, a, lda, b_matrix, ldb, c, ldc, beta
+    ))
+
+
+def _with_thread_cap(b: ir.IRBuilder, factors: Sequence[int | ir.Value], call: Callable[[], None]) -> None:
+    """Emit `call`, on the calling thread alone when the product of `factors` (its multiply-adds) is small."""
+    if all(isinstance(f, int) for f in factors) and _product(factors) >= SINGLE_THREAD_MAX_MACS:
+        call()
         return
     i32 = T.I32
     get_threads = declare(b.module, GET_THREADS_SYMBOL, i32, [], pure=False)
     set_threads = declare(b.module, SET_THREADS_SYMBOL, ir.VoidType(), [i32], pure=False)
-    macs = b.mul(b.mul(T.as_index(m), T.as_index(n)), T.as_index(k))
+    macs = T.as_index(factors[0])
+    for factor in factors[1:]:
+        macs = b.mul(macs, T.as_index(factor))
     small = b.icmp_unsigned("<", macs, T.index_constant(SINGLE_THREAD_MAX_MACS))
     one = ir.Constant(i32, 1)
     threads = b.select(small, b.call(get_threads, []), one)
     capped = b.icmp_signed(">", threads, one)
     with b.if_then(capped):
         b.call(set_threads, [one])
-    _call_gemm(b, dtype, trans_a, trans_b, m, n, k, a, lda, b_matrix, ldb, c, ldc)
+    call()
     with b.if_then(capped):
         b.call(set_threads, [threads])
+
+
+def _product(factors: Sequence[int]) -> int:
+    result = 1
+    for factor in factors:
+        result *= factor
+    return result
+
+
+def emit_gemm_batch(
+    b: ir.IRBuilder,
+    alloca: Callable[[ir.Type, str], ir.Value],
+    dtype: DType,
+    trans_a: bool,
+    trans_b: bool,
+    m: int,
+    n: int,
+    k: int,
+    a_pointers: ir.Value,
+    lda: int,
+    b_pointers: ir.Value,
+    ldb: int,
+    c_pointers: ir.Value,
+    ldc: int,
+    count: int,
+    beta: float = 0.0,
+) -> None:
+    """Emit ``C_i = op(A_i) @ op(B_i) + beta * C_i`` for i < `count` as one batch GEMM call.
+
+    `a_pointers` / `b_pointers` / `c_pointers` point to arrays of `count`
+    matrix pointers; `alloca(type, name)` gives stack space in the function's
+    prologue (for the one-entry parameter arrays). OpenBLAS runs whole
+    products on each of its threads, so a batch of mid-sized products (8
+    attention heads of 512x512x64) pays one thread split and one wait, not
+    one per product: on a loaded 2-core machine each wait can cost a
+    scheduler time slice. A batch of fewer than `SINGLE_THREAD_MAX_MACS`
+    multiply-adds in all runs single-threaded, as `emit_gemm` does.
+    """
+    value_type = T.register_type(dtype)
+    i32, i64 = T.I32, T.INDEX
+
+    def one_entry(typ: ir.Type, value, name: str) -> ir.Value:
+        slot = alloca(typ, name)
+        b.store(ir.Constant(typ, value), slot)
+        return slot
+
+    function = declare(
+        b.module,
+        GEMM_BATCH_SYMBOLS[dtype],
+        ir.VoidType(),
+        [i32, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, T.PTR, i64, T.PTR],
+        pure=False,
+    )
+    arguments = [
+        ir.Constant(i32, ROW_MAJOR),
+        one_entry(i32, TRANS if trans_a else NO_TRANS, "gemm.transa"),
+        one_entry(i32, TRANS if trans_b else NO_TRANS, "gemm.transb"),
+        one_entry(i64, m, "gemm.m"), one_entry(i64, n, "gemm.n"), one_entry(i64, k, "gemm.k"),
+        one_entry(value_type, 1.0, "gemm.alpha"),
+        a_pointers, one_entry(i64, lda, "gemm.lda"),
+        b_pointers, one_entry(i64, ldb, "gemm.ldb"),
+        one_entry(value_type, beta, "gemm.beta"),
+        c_pointers, one_entry(i64, ldc, "gemm.ldc"),
+        ir.Constant(i64, 1), one_entry(i64, count, "gemm.group_size"),
+    ]
+    _with_thread_cap(b, (count, m, n, k), lambda: b.call(function, arguments))
 
 
 def _call_gemm(
@@ -174,6 +302,7 @@ def _call_gemm(
     ldb: int | ir.Value,
     c: ir.Value,
     ldc: int | ir.Value,
+    beta: float,
 ) -> None:
     value_type = T.register_type(dtype)
     i32, i64 = T.I32, T.INDEX
@@ -197,6 +326,6 @@ def _call_gemm(
             enum(ROW_MAJOR), flag(trans_a), flag(trans_b),
             T.as_index(m), T.as_index(n), T.as_index(k),
             ir.Constant(value_type, 1.0), a, T.as_index(lda), b_matrix, T.as_index(ldb),
-            ir.Constant(value_type, 0.0), c, T.as_index(ldc),
+            ir.Constant(value_type, beta), c, T.as_index(ldc),
         ],
     )
