@@ -4,7 +4,9 @@ Modules, one concept each:
 
     indexing.py   how each dimension of a fused instruction is indexed (loop variables)
     plan.py       what a set of fused instructions forms (loop, reduction, sibling
-                  reductions, row fusion) and how it is evaluated: the contract with codegen
+                  reductions, row fusion, dot epilogue: a `kOutput` fusion whose dot
+                  writes the output and whose elementwise tail runs over it in place)
+                  and how it is evaluated: the contract with codegen
                   (`plan_fusion`), analyzed incrementally by the pass (`extend_analysis`)
     decisions.py  which instructions may fuse at all; `FusionDecision` records
     grouping.py   choosing the groups: producer-consumer fusion, sibling (multi-output) fusion
@@ -13,7 +15,8 @@ Modules, one concept each:
     cost.py       kernels a lowered module launches and the bytes they move
 
 The pass is registered as "fusion" in `hlojit/compiler/passes/fusion.py`;
-`hlojit.compiler.pipeline.optimizing_pipeline()` runs it after simplification.
+`hlojit.compiler.pipeline.optimizing_pipeline()` runs it after simplification and layout
+assignment.
 
 Entry points:
 
