@@ -27,10 +27,11 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+from peers import describe_failure
+from torch_models import Prepared
 
 
 def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeats: int = 500) -> float:
@@ -82,28 +83,6 @@ RTOL = ATOL = 1e-4
 """How far hlojit's output may be from onnxruntime's before it is reported wrong, not timed."""
 
 
-@dataclass
-class Prepared:
-    """One runtime ready to be timed on one exported model.
-
-    `call` runs one inference (None unless `status` is "ok"); `compile_seconds` is hlojit's
-    load + first call (import and compilation) or onnxruntime's session creation + first run;
-    `max_abs_diff` hlojit's largest difference from onnxruntime (None for onnxruntime).
-    """
-
-    system: str
-    status: str
-    call: Callable[[], object] | None = None
-    compile_seconds: float | None = None
-    max_abs_diff: float | None = None
-
-
-def _describe(error: BaseException, limit: int = 200) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {' '.join(lines[:2])}" if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _onnxruntime(serialized: bytes, x: np.ndarray, threads: int | None):
     """(Prepared, its output or None) for onnxruntime's CPU provider with default graph optimizations."""
     try:
@@ -120,7 +99,7 @@ def _onnxruntime(serialized: bytes, x: np.ndarray, threads: int | None):
         (want,) = session.run(None, {"x": x})
         compile_seconds = time.perf_counter() - started
     except Exception as error:  # noqa: BLE001 - a broken peer must not stop the other column
-        return Prepared("onnxruntime", f"skipped: {_describe(error)}"), None
+        return Prepared("onnxruntime", f"skipped: {describe_failure(error)}"), None
     return Prepared("onnxruntime", "ok", lambda: session.run(None, {"x": x}), compile_seconds), want
 
 
@@ -133,7 +112,7 @@ def _hlojit(serialized: bytes, x: np.ndarray, want: np.ndarray | None) -> Prepar
         got = model(x)  # the first call compiles
         compile_seconds = time.perf_counter() - started
     except Exception as error:  # noqa: BLE001 - reported in the table, not raised
-        return Prepared("hlojit", f"skipped: {_describe(error)}")
+        return Prepared("hlojit", f"skipped: {describe_failure(error)}")
     got = got[0] if isinstance(got, (list, tuple)) else got
     diff = None
     if want is not None:

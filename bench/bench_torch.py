@@ -33,8 +33,10 @@ import statistics
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Callable
+
+from peers import describe_failure
+from torch_models import Prepared
 
 SYSTEMS = ("eager", "hlojit", "inductor")
 """The columns of the torch benchmark, in table order."""
@@ -44,28 +46,6 @@ RTOL = ATOL = 1e-4
 
 # The clock per-call times are read from: wall time by default, this thread's CPU time with --cpu-time.
 CLOCK: Callable[[], float] = time.perf_counter
-
-
-@dataclass
-class Prepared:
-    """One system ready to be timed on one model.
-
-    `call` runs one inference (None unless `status` is "ok"); `compile_seconds` is the first
-    call (tracing and compilation included; None for eager); `max_abs_diff` the largest
-    difference of the first call's output from eager's.
-    """
-
-    system: str
-    status: str
-    call: Callable[[], object] | None = None
-    compile_seconds: float | None = None
-    max_abs_diff: float | None = None
-
-
-def _describe(error: BaseException, limit: int = 200) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = f"{type(error).__name__}: {' '.join(lines[:2])}" if lines else type(error).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _compiled(module, x, expected, system: str, cold: bool) -> Prepared:
@@ -91,7 +71,7 @@ def _compiled(module, x, expected, system: str, cold: bool) -> Prepared:
             got = compiled(x)  # the first call compiles
             compile_seconds = time.perf_counter() - started
     except Exception as error:  # noqa: BLE001 - a missing toolchain must not stop the other columns
-        return Prepared(system, f"skipped: {_describe(error)}")
+        return Prepared(system, f"skipped: {describe_failure(error)}")
     diff = float((got - expected).abs().max())
     if not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
         return Prepared(system, f"wrong result: max |diff| from eager {diff:.3g}", max_abs_diff=diff)

@@ -1,6 +1,27 @@
-"""The small torch models that bench_torch.py and bench_onnx.py both run, so their ratios compare."""
+"""The small torch models that bench_torch.py and bench_onnx.py both run, so their ratios compare,
+and the record both use for a system prepared to run one of them."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class Prepared:
+    """One system ready to be timed on one model.
+
+    `call` runs one inference (None unless `status` is "ok"); `compile_seconds` is the first
+    call (tracing and compilation included; for onnxruntime, session creation and the first run;
+    None for eager torch); `max_abs_diff` the largest difference of the first call's output from
+    the reference (eager torch, or onnxruntime; None for the reference itself).
+    """
+
+    system: str
+    status: str
+    call: Callable[[], object] | None = None
+    compile_seconds: float | None = None
+    max_abs_diff: float | None = None
 
 
 def models():

@@ -128,7 +128,8 @@ def _lower_module(module: Module, options: CodegenOptions) -> LoweredModule:
     return lower_module(module, options)
 
 
-def _signature(lowered: LoweredModule) -> EntrySignature:
+def entry_signature(lowered: LoweredModule) -> EntrySignature:
+    """The runtime's description of a lowered module's entry: names, shapes, scratch, aliases."""
     return EntrySignature(
         entry_name=lowered.entry_name,
         parameter_shapes=lowered.parameter_shapes,
@@ -305,7 +306,7 @@ def compile_hlo(
     lowering_started = time.perf_counter()
     lowered = _lower_module(module, options)
     timings["lower"] = time.perf_counter() - lowering_started
-    signature = _signature(lowered)
+    signature = entry_signature(lowered)
     library = build_library(lowered.llvm_ir, signature, speed_level=llvm_opt_level, fast_call=fast_call)
     timings.update({f"llvm_{k}": v for k, v in library.timings.items() if k != "total"})
     fast_call_symbol = fastcall.WRAPPER_SYMBOL if fast_call else None
@@ -363,7 +364,8 @@ def profile_backend(module: Module, *, llvm_opt_level: int = 3, **codegen_option
     lowered = _lower_module(module, options)
     emission = max(time.perf_counter() - started - buffers, 0.0)
     fast_call = fastcall.fast_call_available() and fastcall.supports(lowered.entry_parameter_shapes)
-    library = build_library(lowered.llvm_ir, _signature(lowered), speed_level=llvm_opt_level, fast_call=fast_call)
+    library = build_library(lowered.llvm_ir, entry_signature(lowered), speed_level=llvm_opt_level,
+                            fast_call=fast_call)
     library.close()
     phases = library.timings
     return [

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import hlojit
-from hlojit.api import compile_hlo, lower
+from hlojit.api import compile_hlo, entry_signature, lower
 from hlojit.compiler.buffers import BufferPlan, assign_buffers, fusion_same_index_parameters
 from hlojit.ir.errors import HloUnsupportedError
 from hlojit.ir.interpreter import evaluate
 from hlojit.ir.parser import parse_module
-from hlojit.runtime.executable import EntrySignature, Executable, build_library
+from hlojit.runtime.executable import Executable, build_library
 from tests.conftest import CORPUS_NAMES, assert_matches_xla, corpus_io, corpus_text, flatten_result
 
 RNG = np.random.default_rng(7)
@@ -355,16 +355,7 @@ def compile_donating(text: str) -> Executable:
     see test_compile_hlo_reuses_the_donated_buffer.)
     """
     lowered = lower(text)
-    signature = EntrySignature(
-        entry_name=lowered.entry_name,
-        parameter_shapes=lowered.parameter_shapes,
-        parameter_names=lowered.parameter_names,
-        argument_shapes=lowered.entry_parameter_shapes,
-        result_shape=lowered.result_shape,
-        scratch_size=lowered.scratch_size,
-        name=lowered.module_name,
-        aliases=lowered.buffer_plan.aliases,
-    )
+    signature = entry_signature(lowered)
     return Executable.from_signature(build_library(lowered.llvm_ir, signature, fast_call=False), signature)
 
 
