@@ -20,6 +20,8 @@ from hlojit.ir.verifier import verify
 from tests.conftest import assert_matches_xla, corpus_io, corpus_text, flatten_result
 from tests.filecheck import filecheck
 
+from .test_kernel_counts import loop_hlo
+
 REDUCERS = """
 add_f32 {
   a = f32[] parameter(0)
@@ -625,35 +627,10 @@ ENTRY main {
 
 
 def test_loop_bodies_are_fused_too():
-    text = """HloModule loop
-
-cond {
-  s = (s32[], f32[8]) parameter(0)
-  i = s32[] get-tuple-element(s), index=0
-  n = s32[] constant(3)
-  ROOT lt = pred[] compare(i, n), direction=LT
-}
-
-body {
-  s = (s32[], f32[8]) parameter(0)
-  i = s32[] get-tuple-element(s), index=0
-  one = s32[] constant(1)
-  j = s32[] add(i, one)
-  v = f32[8] get-tuple-element(s), index=1
-  t = f32[8] tanh(v)
+    text = loop_hlo("""  t = f32[8] tanh(v)
   h = f32[] constant(0.5)
   h_b = f32[8] broadcast(h), dimensions={}
-  w = f32[8] multiply(t, h_b)
-  ROOT next = (s32[], f32[8]) tuple(j, w)
-}
-
-ENTRY main {
-  x = f32[8] parameter(0)
-  zero = s32[] constant(0)
-  init = (s32[], f32[8]) tuple(zero, x)
-  ROOT loop = (s32[], f32[8]) while(init), condition=cond, body=body
-}
-"""
+  w = f32[8] multiply(t, h_b)""")
     fused = fuse(text)
     filecheck(str(fused), """
         CHECK-LABEL: body {

@@ -303,34 +303,39 @@ ENTRY main {
     assert bytes_moved(module, OPTIONS) == 7 * size
 
 
-def test_kernels_inside_a_loop_body_are_counted_once():
-    module = parse_module("""HloModule loop
+def loop_hlo(body: str) -> str:
+    """A while loop that runs three times over an f32[8]; `body` computes `w` from the state `v`."""
+    return f"""HloModule loop
 
-cond {
+cond {{
   s = (s32[], f32[8]) parameter(0)
   i = s32[] get-tuple-element(s), index=0
   n = s32[] constant(3)
   ROOT lt = pred[] compare(i, n), direction=LT
-}
+}}
 
-body {
+body {{
   s = (s32[], f32[8]) parameter(0)
   i = s32[] get-tuple-element(s), index=0
   one = s32[] constant(1)
   j = s32[] add(i, one)
   v = f32[8] get-tuple-element(s), index=1
-  t = f32[8] tanh(v)
-  w = f32[8] negate(t)
+{body}
   ROOT next = (s32[], f32[8]) tuple(j, w)
-}
+}}
 
-ENTRY main {
+ENTRY main {{
   x = f32[8] parameter(0)
   zero = s32[] constant(0)
   init = (s32[], f32[8]) tuple(zero, x)
   ROOT loop = (s32[], f32[8]) while(init), condition=cond, body=body
-}
-""")
+}}
+"""
+
+
+def test_kernels_inside_a_loop_body_are_counted_once():
+    module = parse_module(loop_hlo("""  t = f32[8] tanh(v)
+  w = f32[8] negate(t)"""))
     unfused = [k for k in module_kernels(module, OPTIONS) if k.scope != "entry"]
     fused = [k for k in module_kernels(optimizing_pipeline().run(module), OPTIONS) if k.scope != "entry"]
     assert [k.what for k in unfused if k.what in ("tanh", "negate")] == ["tanh", "negate"]
