@@ -204,7 +204,8 @@ def build_library(
     """Compile an entry's LLVM IR, with the fast call wrapper linked in when `fast_call` is set.
 
     The wrapper goes into the same LLVM module as the entry, so one compile
-    (and one cached object) holds both and small entries are inlined into it.
+    (and one cached object) holds both; it is `optnone` (see fastcall_ir), so
+    it costs little to compile and the entry is called, not inlined.
     Pass ``fast_call=False`` when `fastcall.fast_call_available()` is false or
     `fastcall.supports(signature.argument_shapes)` is not.
     """

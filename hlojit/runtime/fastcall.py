@@ -12,7 +12,8 @@ expects: type ``ndarray`` (not a subclass), the parameter's descriptor object
 (the builtin dtype singleton), rank and dimensions equal, and memory dense in
 the parameter's layout and aligned.  Then it allocates the results with
 ``PyArray_NewFromDescr`` (strides follow the result layouts), calls the
-native entry (usually inlined, since both live in one LLVM module) and
+native entry (a direct call within the same LLVM module; the wrapper itself
+is compiled without optimization, see `fastcall_ir`) and
 returns the array or nested tuple.  Anything else - a wrong count, a Python
 or numpy scalar, a list, another dtype, a strided or unaligned view, a
 subclass - is handed, untouched, to the function's fallback ``slow_call``
@@ -188,7 +189,7 @@ def wrapper_ir(
 ) -> str:
     """LLVM IR text of ``hlojit_fastcall`` for an entry with these flattened parameters and result.
 
-    Link it into the entry's module (so the entry can be inlined).  The
+    Link it into the entry's module (one compile, one cached object).  The
     parameters must be arrays (see `supports`); the code references the
     ``hlojit_rt_*`` symbols of `register_runtime_symbols`.
     """

@@ -33,7 +33,6 @@ fusion and are dropped (the instruction is emitted as it was).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 from hlojit.ir.module import Computation, Instruction
@@ -49,17 +48,23 @@ from .plan import FusionAnalysis, FusionRefusal, FusionStructure, analyze_fusion
 Record = Callable[[FusionDecision], None]
 
 
-@dataclass(eq=False)
 class FusionGroup:
-    """Instructions (by name) that become one fusion; `roots` are its outputs in computation order."""
+    """Instructions (by name) that become one fusion; `roots` are its outputs in computation order.
 
-    members: set[str]
-    roots: list[str]
-    analysis: FusionAnalysis
-    label: str = field(default="")
+    Mutable while groups merge, compared by identity.  A plain class: a dataclass costs ~0.4 ms
+    to build at import, paid by every cold first compile.
+    """
 
-    def __post_init__(self) -> None:
-        self.label = self.label or self.roots[0]
+    __slots__ = ("members", "roots", "analysis", "label")
+
+    def __init__(self, members: set[str], roots: list[str], analysis: FusionAnalysis, label: str = ""):
+        self.members = members
+        self.roots = roots
+        self.analysis = analysis
+        self.label = label or roots[0]
+
+    def __repr__(self) -> str:
+        return f"FusionGroup(label={self.label!r}, roots={self.roots!r}, members={sorted(self.members)!r})"
 
 
 def _live(comp: Computation) -> set[str]:
