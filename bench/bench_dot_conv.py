@@ -147,6 +147,29 @@ def numpy_conv_nchw(x: np.ndarray, k: np.ndarray, pad: int) -> np.ndarray:
     return np.einsum("ncyxij,ocij->noyx", windows, k, optimize=True)
 
 
+def gemm_floor_nchw(x: np.ndarray, k: np.ndarray, pad: int) -> Callable[[], object]:
+    """The GEMMs alone of hlojit's NCHW lowering: per image ``out[O, OH*OW] = W[O, K] @ P[K, OH*OW]``.
+
+    The patch matrices are gathered once, outside the timed call, so the
+    time is what the BLAS spends; hlojit's time above it is the patch copy.
+    """
+    n, c, h, w = x.shape
+    o, _, kh, kw = k.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))  # n c oh ow kh kw
+    oh, ow = windows.shape[2:4]
+    patches = [np.ascontiguousarray(windows[i].transpose(0, 3, 4, 1, 2).reshape(c * kh * kw, oh * ow))
+               for i in range(n)]
+    kernel = np.ascontiguousarray(k.reshape(o, c * kh * kw))
+    out = np.empty((n, o, oh * ow), dtype=x.dtype)
+
+    def call() -> None:
+        for i in range(n):
+            np.matmul(kernel, patches[i], out=out[i])
+
+    return call
+
+
 def bench_conv(shapes) -> None:
     print("\nconvolution (f32, 'same' padding)")
     rng = np.random.default_rng(0)
@@ -164,8 +187,9 @@ def bench_conv(shapes) -> None:
         t_loops = median_seconds(lambda: loops(*args), min_time=0.2, max_repeats=20)
         t_np = median_seconds(lambda: numpy_conv_nchw(x, k, pad), min_time=0.2, max_repeats=50)
         layout = "NHWC" if nhwc else "NCHW"
+        floor = "" if nhwc else f"  gemms alone {_format(median_seconds(gemm_floor_nchw(x, k, pad)))}"
         print(f"{layout} n={n} c={c} {h}x{w} o={o} k={kh}x{kh}: hlojit{' (gemm)' if _uses_blas(library) else ''} "
-              f"{_format(t_lib)}  loops {_format(t_loops)}  numpy im2col {_format(t_np)}")
+              f"{_format(t_lib)}  loops {_format(t_loops)}  numpy im2col {_format(t_np)}{floor}")
 
 
 def sweep_conv() -> None:
@@ -199,6 +223,10 @@ def main() -> None:
         (8, 64, 32, 32, 64, 3, 1, True),
         (1, 3, 224, 224, 32, 3, 1, False),
         (2, 3, 10, 10, 4, 3, 1, False),
+        # The convolutions of the bench CNN (bench/torch_models.py).
+        (8, 3, 32, 32, 16, 3, 1, False),
+        (8, 16, 16, 16, 32, 3, 1, False),
+        (8, 32, 8, 8, 64, 3, 1, False),
     ])
     if args.sweep:
         sweep_dot()

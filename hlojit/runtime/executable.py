@@ -310,6 +310,11 @@ class _ParameterSlot:
 
     def _as_array(self, value: Any) -> np.ndarray:
         if isinstance(value, np.ndarray):
+            if isinstance(value, np.ma.MaskedArray):  # reading its data would silently drop the mask
+                raise TypeError(
+                    f"{self.where()}: expected {_shape_text(self.shape)} as a plain array, got a masked array; "
+                    f"pass value.filled(fill) or value.data"
+                )
             if value.dtype != self.dtype:
                 raise TypeError(f"{self.where()}: expected {_shape_text(self.shape)}, got {_describe(value)}")
             return value

@@ -119,6 +119,13 @@ _SUPPORTED_DTYPES: set[np.dtype] = set()
 
 def _leaf_aval(function_name: str, path: str, leaf: Any) -> AbstractValue:
     if isinstance(leaf, np.ndarray):  # the common case first
+        if type(leaf) is not np.ndarray and isinstance(leaf, (np.ma.MaskedArray, np.matrix)):
+            # Their operators mean something else (a mask to honor, * as matmul): tracing them as
+            # plain arrays would silently give other results than numpy.
+            raise InvalidArgumentError(
+                f"argument '{path}' of {function_name} is a {type(leaf).__name__}, which hlojit does not trace: "
+                f"pass a plain ndarray (np.asarray(x), or x.filled(value) for a masked array)"
+            )
         if leaf.dtype not in _SUPPORTED_DTYPES:
             check_supported_dtype(leaf.dtype, f"argument '{path}' of {function_name}")
             _SUPPORTED_DTYPES.add(leaf.dtype)

@@ -353,6 +353,9 @@ gemm_cases = [
     Conv(spatial=(3, 4), sizes=(1, 2), lhs_dilate=(2, 2), labels="b01f_01io->b01f"),  # holes, no padding
     Conv(spatial=(3, 4), sizes=(1, 1), lhs_dilate=(2, 3)),
     Conv(spatial=(3, 4), sizes=(1, 3), lhs_dilate=(2, 1), pads=((0, 0), (1, 1)), labels="b01f_01io->b01f"),
+    # NCHW patch rows tested once per row on two outer axes (padding and holes), then copied untested.
+    Conv(labels="bf012_oi012->bf012", spatial=(3, 2, 5), sizes=(3, 2, 3), lhs_dilate=(2, 2, 1),
+         pads=((2, 1), (1, 0), (1, 1))),
 ]
 
 

@@ -456,3 +456,24 @@ def test_max_while_iterations_through_jit():
     with pytest.raises(ExecutionError):
         bounded(np.int32(-1), x)
     np.testing.assert_array_equal(bounded(np.int32(2), x), x * 4)
+
+
+def test_masked_arrays_and_matrices_are_refused_not_silently_unmasked():
+    """A masked array's mask and np.matrix's `*` mean something plain arrays do not: refuse them clearly,
+    naming the argument, and keep working for plain arrays."""
+    x = np.arange(4, dtype=np.float32)
+    masked = np.ma.masked_array(x, mask=[0, 1, 0, 0])
+
+    double = hlojit.jit(lambda v: v * 2)
+    with pytest.raises(hlojit.tracing.errors.InvalidArgumentError, match=r"argument 'v'.*MaskedArray.*filled"):
+        double(masked)
+    with pytest.warns(PendingDeprecationWarning):  # numpy's own warning on making a matrix
+        matrix = np.asmatrix(x)
+    with pytest.raises(hlojit.tracing.errors.InvalidArgumentError, match="matrix"):
+        double(matrix)
+    np.testing.assert_array_equal(double(x), x * 2)
+
+    exe = compile_hlo("HloModule m\nENTRY e { x = f32[4] parameter(0)  ROOT n = f32[4] negate(x) }")
+    with pytest.raises(TypeError, match="masked array"):
+        exe(masked)
+    np.testing.assert_array_equal(exe(x), -x)

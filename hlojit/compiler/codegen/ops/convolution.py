@@ -31,6 +31,17 @@ Lowerings, chosen per instruction in `emit_convolution`:
   The patch matrix covers at most `PATCH_BUDGET_BYTES` at a time (blocks of
   output rows/columns), so scratch stays bounded for large images.
 
+  One GEMM per image is kept for NCHW on purpose. Measured at one OpenBLAS
+  thread on the bench CNN's convolutions (batch 8; 3->16 at 32x32, 16->32 at
+  16x16, 32->64 at 8x8): per image ``W[O,K] @ P_n[K,HW]`` took 80 / 230 / 210 us;
+  one GEMM over the batch into scratch, ``W @ P[K, N*HW]``, 182 / 301 / 203 us
+  before the transpose copy it would need; the positions-major form
+  ``P[N*HW, K] @ W^T`` 102 / 209 / 189 us, or 115 / 251 / 197 us with P kept
+  [K, positions] (the layout the fast patch fill writes), plus the copy. The
+  batch GEMM cannot take these (<= 2M multiply-adds per product,
+  `gemm.BATCH_GEMM_MIN_MATRIX_MACS`) and at one thread would only save call
+  overhead, which is small next to the GEMMs themselves.
+
 Threshold: GEMM is used when ``output elements x K >= GEMM_MIN_MACS`` (K =
 kernel input features x window taps) and no GEMM dimension is below
 `GEMM_MIN_DIM`; otherwise the loops win (measured, see the constants).
@@ -835,15 +846,39 @@ def _fill_patches(
             end = b.add(first, count)
             spatial = labels.output_spatial.index(last) if last in labels.output_spatial else None
             axis = g.axes[spatial] if spatial is not None else None
-            if axis is None or axis.always_inside or _has_holes(axis):
-                fill(first, end, frozenset(), False, "conv.pl")
-            else:
+
+            def fill_row(trusted: frozenset) -> None:
+                if axis is None or axis.always_inside or _has_holes(axis):
+                    fill(first, end, trusted, False, "conv.pl")
+                    return
                 # Positions whose tap lies inside the input form one range: zeros, copies, zeros.
                 tap = _kernel_tap(b, g, spatial, kernel_index[labels.kernel_spatial[spatial]])
                 lo, hi = _inside_range(b, axis, tap, first, end)
                 fill(first, lo, frozenset(), True, "conv.pz0")
-                fill(lo, hi, frozenset({spatial}), False, "conv.pl")
+                fill(lo, hi, trusted | {spatial}, False, "conv.pl")
                 fill(hi, end, frozenset(), True, "conv.pz1")
+
+            # The other spatial axes are fixed along the row: test once per row whether their
+            # tap is real, then the row is all zeros or copies with no per-element test or clamp
+            # (short rows, e.g. 8x8 images, cannot amortize per-element selects).
+            row_real: ir.Value | None = None
+            row_axes = frozenset(
+                i for i, dim in enumerate(labels.output_spatial)
+                if dim != last and dim in out_index and (not g.axes[i].always_inside or _has_holes(g.axes[i]))
+            )
+            for i in sorted(row_axes):
+                row_start = window_start(b, g.axes[i], out_index[labels.output_spatial[i]])
+                tap_i = _kernel_tap(b, g, i, kernel_index[labels.kernel_spatial[i]])
+                real_i = window_element_real(b, g.axes[i], row_start, tap_i)
+                row_real = real_i if row_real is None else b.and_(row_real, real_i)
+            if row_real is None:
+                fill_row(frozenset())
+            else:
+                with b.if_else(row_real) as (then, otherwise):
+                    with then:
+                        fill_row(row_axes)
+                    with otherwise:
+                        fill(first, end, frozenset(), True, "conv.pzr")
 
 
 def _has_holes(axis: WindowAxis) -> bool:
