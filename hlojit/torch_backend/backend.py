@@ -35,6 +35,7 @@ from hlojit.ir.errors import HloError
 from hlojit.ir.module import Module
 from hlojit.runtime.executable import Executable
 
+from .batch_norm_folding import fold_batch_norms
 from .cache import GRAPH_CACHE, ExecutableCache
 from .errors import Obstacle, UnsupportedGraphError
 from .fallback import eager_fallback, strict_from_environment
@@ -103,20 +104,26 @@ class GraphCompiler:
         # (get_attr nodes) must be read outside it.
         with unset_fake_temporarily():
             try:
-                lowered = lower_graph(gm, example_inputs, graph_kind)
+                lowered_gm, folded_inputs = gm, None
+                if graph_kind == "inference":
+                    # Eval batch norm after a convolution: folded into its weight and bias, which the
+                    # graph then takes as extra inputs derived from the BN's (batch_norm_folding.py).
+                    lowered_gm, folded_inputs = fold_batch_norms(gm)
+                lowered = lower_graph(lowered_gm, example_inputs, graph_kind)
                 transposed_weights: frozenset[int] = frozenset()
                 if lowered.module is not None and graph_kind == "inference":
                     # Inference weights are the same tensors every call: pass them to the GEMMs
                     # pre-transposed, copied once (see weights.py).
                     module, transposed_weights = column_major_weights(
-                        lowered.module, lowered.parameter_inputs, module_parameter_inputs(gm, self.dynamo_inputs))
+                        lowered.module, lowered.parameter_inputs,
+                        module_parameter_inputs(lowered_gm, self.dynamo_inputs))
                     lowered = dataclasses.replace(lowered, module=module)
                 executable = None
                 if lowered.module is not None:
                     executable = self._compile_module(lowered.module, graph_kind)
             except UnsupportedGraphError as error:
                 return make_boxed_func(eager_fallback(gm, error, strict=self.options.strict))
-            return make_boxed_func(CompiledGraph(lowered, executable, transposed_weights))
+            return make_boxed_func(CompiledGraph(lowered, executable, transposed_weights, folded_inputs))
 
     def _compile_module(self, module: Module, graph_kind: str) -> Executable:
         from hlojit.api import compile_hlo

@@ -5,8 +5,9 @@ as numpy views of the tensors' memory (`Tensor.numpy()` after `detach()`;
 the executable reads them in place when their strides match the declared
 layout, which the lowering took from the example inputs), and results are
 wrapped with `torch.from_numpy` around the arrays the executable allocated.
-The one exception is deliberate: inference weights declared pre-transposed
-(`weights.py`) are passed as a copy made once and cached.
+The exceptions are deliberate: inference weights declared pre-transposed
+(`weights.py`) and convolution weights with a batch norm folded in
+(`batch_norm_folding.py`) are passed as copies made once and cached.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Sequence
 
 from hlojit.runtime.executable import Executable
 
+from .batch_norm_folding import FoldedInputs
 from .dtypes import numpy_to_tensor, tensor_to_numpy
 from .lowering import LoweredGraph
 from .weights import TransposedWeightCache
@@ -24,8 +26,10 @@ class CompiledGraph:
     """A lowered graph and its executable, called like the FX graph: tensors in, a list out."""
 
     def __init__(self, lowered: LoweredGraph, executable: Executable | None,
-                 transposed_weights: frozenset[int] = frozenset()):
+                 transposed_weights: frozenset[int] = frozenset(), folded_inputs: FoldedInputs | None = None):
         self.lowered = lowered
+        # Batch norms folded into convolutions: their weights and biases follow the arguments.
+        self._folded_inputs = folded_inputs
         self.executable = executable
         self._parameter_inputs = lowered.parameter_inputs
         # Entry parameters declared column-major (`weights.column_major_weights`): passed as cached
@@ -50,7 +54,8 @@ class CompiledGraph:
     def __call__(self, *args: Any) -> list[Any]:
         results: Sequence[Any] = ()
         if self.executable is not None:
-            results = self.executable(*self._arguments(args))
+            arguments = args if self._folded_inputs is None else self._folded_inputs.extend(args)
+            results = self.executable(*self._arguments(arguments))
         outputs = []
         for spec in self._outputs:
             kind = spec.kind

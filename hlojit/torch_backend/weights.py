@@ -117,26 +117,39 @@ def column_major_weights(module: Module, parameter_inputs: Sequence[int],
     return new_module, frozenset(numbers)
 
 
+def tensor_identity(tensor: torch.Tensor) -> tuple[Any, int, int]:
+    """(weak reference, version counter, data pointer) of `tensor`: unchanged while the tensor is.
+
+    An in-place update bumps the version, a ``.data`` assignment changes the pointer, and a
+    different tensor object fails the reference check; `same_tensor` compares against it.
+    """
+    try:
+        reference = weakref.ref(tensor)
+    except TypeError:  # not weak-referenceable: never matches, so rederived every call (still correct)
+        reference = _dead_reference
+    return reference, tensor._version, tensor.data_ptr()
+
+
+def same_tensor(identity: tuple[Any, int, int], tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is the tensor `identity` was taken of, unchanged since."""
+    return identity[0]() is tensor and identity[1] == tensor._version and identity[2] == tensor.data_ptr()
+
+
 class TransposedWeightCache:
     """Per weight slot: the column-major copy of the last tensor seen there, reused while it is unchanged."""
 
     def __init__(self, slots: int):
-        # Per slot: (weak reference to the tensor, its version, its data pointer, the copy) or None.
-        self._entries: list[tuple[Any, int, int, np.ndarray] | None] = [None] * slots
+        # Per slot: (the tensor's identity, the copy) or None.
+        self._entries: list[tuple[tuple[Any, int, int], np.ndarray] | None] = [None] * slots
 
     def get(self, slot: int, tensor: torch.Tensor) -> np.ndarray:
         """`tensor` (logical [out, in]) as an array of the same shape whose memory is [in, out] row-major."""
         entry = self._entries[slot]
-        version, pointer = tensor._version, tensor.data_ptr()
-        if entry is not None and entry[0]() is tensor and entry[1] == version and entry[2] == pointer:
-            return entry[3]
+        if entry is not None and same_tensor(entry[0], tensor):
+            return entry[1]
         array = tensor_to_numpy(tensor)
         copy = np.ascontiguousarray(array.T).T
-        try:
-            reference = weakref.ref(tensor)
-        except TypeError:  # not weak-referenceable: never matches, so copied every call (still correct)
-            reference = _dead_reference
-        self._entries[slot] = (reference, version, pointer, copy)
+        self._entries[slot] = (tensor_identity(tensor), copy)
         return copy
 
 
@@ -144,4 +157,5 @@ def _dead_reference() -> None:
     return None
 
 
-__all__ = ["COLUMN_MAJOR", "TransposedWeightCache", "column_major_weights", "module_parameter_inputs"]
+__all__ = ["COLUMN_MAJOR", "TransposedWeightCache", "column_major_weights", "module_parameter_inputs", "same_tensor",
+           "tensor_identity"]
