@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterator, Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
@@ -170,6 +170,48 @@ def bitcast_permutation(operand: ArrayShape, output: ArrayShape) -> tuple[int | 
     for operand_dim, output_dim in zip(operand_dims, output_dims):
         mapping[operand_dim] = output_dim
     return tuple(mapping)
+
+
+def reshape_groups(operand_dims: Sequence[int], output_dims: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Split a reshape into independent groups of dimensions whose element counts agree.
+
+    Within a group the row-major linear index is preserved, so a group with
+    one dimension on each side maps indices exactly. Size-1 dimensions met
+    between groups form groups of their own (with nothing on the other side).
+    Codegen, fusion's indexing analysis and layout assignment all read
+    reshapes through this one grouping.
+    """
+    groups: list[tuple[list[int], list[int]]] = []
+    i = j = 0
+    while i < len(operand_dims) or j < len(output_dims):
+        if i < len(operand_dims) and operand_dims[i] == 1:
+            groups.append(([i], []))
+            i += 1
+            continue
+        if j < len(output_dims) and output_dims[j] == 1:
+            groups.append(([], [j]))
+            j += 1
+            continue
+        if i >= len(operand_dims) or j >= len(output_dims):
+            # Zero-size shapes: element counts cannot guide the grouping; put the rest together.
+            groups.append((list(range(i, len(operand_dims))), list(range(j, len(output_dims)))))
+            break
+        operand_group, output_group = [i], [j]
+        operand_size, output_size = operand_dims[i], output_dims[j]
+        i, j = i + 1, j + 1
+        while operand_size != output_size:
+            if operand_size < output_size and i < len(operand_dims):
+                operand_group.append(i)
+                operand_size *= operand_dims[i]
+                i += 1
+            elif j < len(output_dims):
+                output_group.append(j)
+                output_size *= output_dims[j]
+                j += 1
+            else:
+                break
+        groups.append((operand_group, output_group))
+    return groups
 
 
 def scalar(dtype: DType) -> ArrayShape:

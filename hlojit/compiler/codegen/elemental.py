@@ -20,7 +20,7 @@ import llvmlite.ir as ir
 
 from hlojit.ir.dtypes import DType
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import ArrayShape, bitcast_permutation
+from hlojit.ir.shape import ArrayShape, bitcast_permutation, reshape_groups
 
 from . import arith
 from . import types as T
@@ -204,7 +204,7 @@ def reshape_generator(ctx: ElementalContext) -> ElementGenerator:
         # Nothing is ever read; avoid index arithmetic with zero-sized dimensions.
         zero = T.constant(ctx.shape.dtype, 0)
         return lambda builder, index: zero
-    groups = _reshape_groups(operand_dims, output_dims)
+    groups = reshape_groups(operand_dims, output_dims)
 
     def gen(builder: ir.IRBuilder, index: Index) -> ir.Value:
         operand_index: list[ir.Value] = [T.index_constant(0)] * len(operand_dims)
@@ -216,40 +216,6 @@ def reshape_generator(ctx: ElementalContext) -> ElementGenerator:
         return operand(builder, tuple(operand_index))
 
     return gen
-
-
-def _reshape_groups(operand_dims: Sequence[int], output_dims: Sequence[int]) -> list[tuple[list[int], list[int]]]:
-    """Split a reshape into independent groups of dimensions with equal element counts.
-
-    Within a group the row-major linear index is preserved; groups with one
-    dimension on each side need no division at all. Size-1 dimensions form
-    their own groups (index 0).
-    """
-    groups: list[tuple[list[int], list[int]]] = []
-    i = j = 0
-    while i < len(operand_dims) or j < len(output_dims):
-        if i < len(operand_dims) and operand_dims[i] == 1:
-            groups.append(([i], []))
-            i += 1
-            continue
-        if j < len(output_dims) and output_dims[j] == 1:
-            groups.append(([], [j]))
-            j += 1
-            continue
-        operand_group, output_group = [i], [j]
-        operand_size, output_size = operand_dims[i], output_dims[j]
-        i, j = i + 1, j + 1
-        while operand_size != output_size:
-            if operand_size < output_size:
-                operand_group.append(i)
-                operand_size *= operand_dims[i]
-                i += 1
-            else:
-                output_group.append(j)
-                output_size *= output_dims[j]
-                j += 1
-        groups.append((operand_group, output_group))
-    return groups
 
 
 def _linearize(builder: ir.IRBuilder, index: Sequence[ir.Value], dims: Sequence[int]) -> ir.Value:

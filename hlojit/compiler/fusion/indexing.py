@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from hlojit.ir.module import Instruction
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import Shape, bitcast_permutation
+from hlojit.ir.shape import Shape, bitcast_permutation, reshape_groups
 
 
 @dataclass(frozen=True)
@@ -168,45 +168,6 @@ def _reshape_indexing(operand_dims: Sequence[int], output_dims: Sequence[int], o
         for d in operand_group:
             result[d] = source
     return result
-
-
-def reshape_groups(operand_dims: Sequence[int], output_dims: Sequence[int]) -> list[tuple[list[int], list[int]]]:
-    """Split a reshape into independent groups of dimensions whose element counts agree.
-
-    Within a group the row-major linear index is preserved. Size-1
-    dimensions form groups of their own (with nothing on the other side).
-    """
-    groups: list[tuple[list[int], list[int]]] = []
-    i = j = 0
-    while i < len(operand_dims) or j < len(output_dims):
-        if i < len(operand_dims) and operand_dims[i] == 1:
-            groups.append(([i], []))
-            i += 1
-            continue
-        if j < len(output_dims) and output_dims[j] == 1:
-            groups.append(([], [j]))
-            j += 1
-            continue
-        if i >= len(operand_dims) or j >= len(output_dims):
-            # Zero-size shapes: element counts cannot guide the grouping; put the rest together.
-            groups.append((list(range(i, len(operand_dims))), list(range(j, len(output_dims)))))
-            break
-        operand_group, output_group = [i], [j]
-        operand_size, output_size = operand_dims[i], output_dims[j]
-        i, j = i + 1, j + 1
-        while operand_size != output_size:
-            if operand_size < output_size and i < len(operand_dims):
-                operand_group.append(i)
-                operand_size *= operand_dims[i]
-                i += 1
-            elif j < len(output_dims):
-                output_group.append(j)
-                output_size *= output_dims[j]
-                j += 1
-            else:
-                break
-        groups.append((operand_group, output_group))
-    return groups
 
 
 def analyze_indexing(instructions: Sequence[Instruction], roots: Sequence[str]) -> dict[str, Indexing]:

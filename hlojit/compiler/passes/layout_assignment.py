@@ -61,7 +61,7 @@ from typing import Callable, Sequence
 from hlojit.ir.attributes import Attrs
 from hlojit.ir.module import Computation, Instruction, Module
 from hlojit.ir.opcodes import Kind, Opcode
-from hlojit.ir.shape import ArrayShape, Shape, TupleShape, bitcast_permutation, default_layout
+from hlojit.ir.shape import ArrayShape, Shape, TupleShape, bitcast_permutation, default_layout, reshape_groups
 
 from ..pipeline import register_pass
 from .rewrite import module_instruction_names, unique_name
@@ -149,32 +149,14 @@ def transpose_view_layout(operand: ArrayShape, permutation: Sequence[int], out_d
     return layout_with_physical_order(out_dims, [inverse[d] for d in physical_order(operand)])
 
 
-def _reshape_groups(a_dims: Sequence[int], b_dims: Sequence[int]) -> list[tuple[list[int], list[int]]] | None:
-    """Minimal groups of non-unit dims of `a` and `b` with equal element counts, in logical order."""
-    a = [d for d, size in enumerate(a_dims) if size != 1]
-    b = [d for d, size in enumerate(b_dims) if size != 1]
-    groups: list[tuple[list[int], list[int]]] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        group_a, group_b = [a[i]], [b[j]]
-        count_a, count_b = a_dims[a[i]], b_dims[b[j]]
-        i, j = i + 1, j + 1
-        while count_a != count_b:
-            if count_a < count_b:
-                if i >= len(a):
-                    return None
-                count_a *= a_dims[a[i]]
-                group_a.append(a[i])
-                i += 1
-            else:
-                if j >= len(b):
-                    return None
-                count_b *= b_dims[b[j]]
-                group_b.append(b[j])
-                j += 1
-        groups.append((group_a, group_b))
-    if i != len(a) or j != len(b):
-        return None
+def _reshape_groups(a_dims: Sequence[int], b_dims: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """`reshape_groups` without size-1 dimensions (they may sit anywhere in a layout), in logical order."""
+    groups = []
+    for group_a, group_b in reshape_groups(a_dims, b_dims):
+        group_a = [d for d in group_a if a_dims[d] != 1]
+        group_b = [d for d in group_b if b_dims[d] != 1]
+        if group_a or group_b:
+            groups.append((group_a, group_b))
     return groups
 
 
@@ -189,8 +171,6 @@ def reshape_view_layout(operand: ArrayShape, out_dims: Sequence[int]) -> Layout 
     if operand.size == 0:
         return None
     groups = _reshape_groups(operand.dims, out_dims)
-    if groups is None:
-        return None
     order = physical_order(operand)
     group_of = {d: g for g, (dims, _) in enumerate(groups) for d in dims}
     result_order: list[int] = []
