@@ -195,9 +195,26 @@ def emit_gemm(
     A product of fewer than `SINGLE_THREAD_MAX_MACS` multiply-adds (decided at
     run time when a size is only known then) runs single-threaded.
     """
-    _with_thread_cap(b, (m, n, k), lambda: _call_gemm(
-        b, dtype, trans_a, trans_b, m, n, k, a, lda, b_matrix, ldb, c, ldc, beta
-    ))
+    value_type = T.register_type(dtype)
+    i32, i64 = T.I32, T.INDEX
+    function = declare(
+        b.module,
+        GEMM_SYMBOLS[dtype],
+        ir.VoidType(),
+        [i32, i32, i32, i64, i64, i64, value_type, T.PTR, i64, T.PTR, i64, value_type, T.PTR, i64],
+        pure=False,
+    )
+
+    def flag(transposed: bool) -> ir.Constant:
+        return ir.Constant(i32, TRANS if transposed else NO_TRANS)
+
+    arguments = [
+        ir.Constant(i32, ROW_MAJOR), flag(trans_a), flag(trans_b),
+        T.as_index(m), T.as_index(n), T.as_index(k),
+        ir.Constant(value_type, 1.0), a, T.as_index(lda), b_matrix, T.as_index(ldb),
+        ir.Constant(value_type, beta), c, T.as_index(ldc),
+    ]
+    _with_thread_cap(b, (m, n, k), lambda: b.call(function, arguments))
 
 
 def _with_thread_cap(b: ir.IRBuilder, factors: Sequence[int | ir.Value], call: Callable[[], None]) -> None:
@@ -286,46 +303,3 @@ def emit_gemm_batch(
         ir.Constant(i64, 1), one_entry(i64, count, "gemm.group_size"),
     ]
     _with_thread_cap(b, (count, m, n, k), lambda: b.call(function, arguments))
-
-
-def _call_gemm(
-    b: ir.IRBuilder,
-    dtype: DType,
-    trans_a: bool,
-    trans_b: bool,
-    m: int | ir.Value,
-    n: int | ir.Value,
-    k: int | ir.Value,
-    a: ir.Value,
-    lda: int | ir.Value,
-    b_matrix: ir.Value,
-    ldb: int | ir.Value,
-    c: ir.Value,
-    ldc: int | ir.Value,
-    beta: float,
-) -> None:
-    value_type = T.register_type(dtype)
-    i32, i64 = T.I32, T.INDEX
-    function = declare(
-        b.module,
-        GEMM_SYMBOLS[dtype],
-        ir.VoidType(),
-        [i32, i32, i32, i64, i64, i64, value_type, T.PTR, i64, T.PTR, i64, value_type, T.PTR, i64],
-        pure=False,
-    )
-
-    def enum(value: int) -> ir.Constant:
-        return ir.Constant(i32, value)
-
-    def flag(transposed: bool) -> ir.Constant:
-        return enum(TRANS if transposed else NO_TRANS)
-
-    b.call(
-        function,
-        [
-            enum(ROW_MAJOR), flag(trans_a), flag(trans_b),
-            T.as_index(m), T.as_index(n), T.as_index(k),
-            ir.Constant(value_type, 1.0), a, T.as_index(lda), b_matrix, T.as_index(ldb),
-            ir.Constant(value_type, beta), c, T.as_index(ldc),
-        ],
-    )
