@@ -167,11 +167,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset to export with (default 17)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both runtimes: onnxruntime's intra-op pool and OpenBLAS (for hlojit)")
+                        help="threads for both runtimes: onnxruntime's intra-op pool; hlojit's own threads "
+                             "(HLOJIT_NUM_THREADS) and OpenBLAS's")
     args = parser.parse_args()
     if args.threads is not None and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
         # OpenBLAS reads its thread count when numpy loads it, so start over with it set.
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
+        os.environ["HLOJIT_NUM_THREADS"] = str(args.threads)  # what hlojit compiles for, not only BLAS
         os.execv(sys.executable, [sys.executable, *sys.argv])
     run(args.opset, args.threads)
 

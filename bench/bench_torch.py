@@ -176,7 +176,8 @@ def run() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every runtime: torch's intra-op pool and OpenBLAS (hlojit's GEMM)")
+                        help="threads for every runtime: torch's intra-op pool, hlojit's own threads "
+                             "(HLOJIT_NUM_THREADS) and OpenBLAS's")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time calls by the calling thread's CPU time (only meaningful with --threads 1)")
     args = parser.parse_args()
@@ -186,6 +187,7 @@ def main() -> None:
         # OpenBLAS reads its thread count when numpy loads it, so start over with it set.
         os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        os.environ["HLOJIT_NUM_THREADS"] = str(args.threads)  # what hlojit compiles for, not only BLAS
         os.execv(sys.executable, [sys.executable, *sys.argv])
     import torch
 

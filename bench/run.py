@@ -32,7 +32,7 @@ Method
   against ``backend="inductor"`` and eager (`bench_torch.prepare_model`), and exported to ONNX,
   run by ``hlojit.onnx`` against onnxruntime (`bench_onnx.prepare_model`).  Each thread setting
   (``--backend-threads``, default ``1,default``) runs in a fresh process, since OpenBLAS fixes
-  its thread count when it loads: ``1`` sets OPENBLAS_NUM_THREADS / OMP_NUM_THREADS,
+  its thread count when it loads: ``1`` sets HLOJIT_NUM_THREADS / OPENBLAS_NUM_THREADS / OMP_NUM_THREADS,
   ``torch.set_num_threads(1)`` and onnxruntime's intra-op threads to 1; ``default`` leaves every
   library at its own default (all cores).  Compile time (each system's first call, caches
   cleared) is recorded apart from run time; run time is interleaved in rounds as above.  The
@@ -542,7 +542,8 @@ def measure_backends(settings: Settings, sections: list[str], thread_settings: l
     for threads in thread_settings:
         env = without_thread_caps(dict(os.environ))
         if threads != "default":
-            env.update(OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            env.update(OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+                       HLOJIT_NUM_THREADS=threads)
         command = [sys.executable, str(Path(__file__).resolve()), "--backend-probe", threads,
                    "--backends", ",".join(runnable)]
         if model_names:
@@ -562,7 +563,8 @@ def measure_backends(settings: Settings, sections: list[str], thread_settings: l
 
 def without_thread_caps(env: dict[str, str]) -> dict[str, str]:
     """`env` less the variables that cap BLAS/OpenMP threads, so "default" means each library's own."""
-    return {k: v for k, v in env.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    caps = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HLOJIT_NUM_THREADS")
+    return {k: v for k, v in env.items() if k not in caps}
 
 
 # --- hlojit's targets ---------------------------------------------------------------------------
