@@ -2,13 +2,18 @@
 
     python bench/bench_dot_conv.py            # sgemm 1024^3 and a few convolutions
     python bench/bench_dot_conv.py --sweep    # also the BLAS-vs-loops crossover sweeps
+    python bench/bench_dot_conv.py --gemm [--threads N]   # only: generated GEMM vs OpenBLAS per shape
 
 Prints the median wall time per call (several repetitions, after a warm-up
 call). "hlojit blas" is the default build (BLAS when the runtime found it),
 "hlojit loops" the same HLO compiled with ``blas=False``. The sweeps are how
 the thresholds in hlojit/compiler/codegen/ops/dot_blas.py (`worth_blas`) and
 ops/convolution.py (`GEMM_MIN_MACS`) were chosen: they print, per shape, the
-loop time, the library time and which one is faster.
+loop time, the library time and which one is faster. ``--gemm`` times the
+dots of the bench models (and a few larger ones) compiled with
+``gemm="generated"`` and ``gemm="blas"``, interleaved, and what ``gemm="auto"``
+picks: the data behind `gemm.GENERATED_MAX_MACS` and
+`gemm.GENERATED_MIN_PARALLEL_MACS`.
 
 Not a test: numbers drift between runs and machines; compare within one run.
 On a shared 2-core machine, OpenBLAS's two threads stall on scheduler quanta
@@ -106,6 +111,44 @@ def sweep_dot() -> None:
             t_blas = median_seconds(lambda: library(a, b), min_time=0.05)
             winner = "blas" if t_blas < t_loops else "loops"
             print(f"{dtype:5} {batch:5} {m:5} {n:5} {k:5} {_format(t_loops)} {_format(t_blas)}  {winner}")
+
+
+GEMM_SHAPES = [
+    # (batch, m, n, k): the dots of bench/torch_models.py after the pipeline (MLP, transformer block) ...
+    (0, 64, 512, 256), (0, 64, 512, 512), (0, 64, 10, 512),
+    (0, 256, 384, 128), (0, 256, 128, 128), (0, 256, 512, 128), (0, 256, 128, 512), (16, 64, 64, 32), (16, 64, 32, 64),
+    # ... small and odd ones, and larger ones around the "auto" limits.
+    (0, 16, 1024, 27), (0, 64, 32, 64), (0, 33, 70, 37), (0, 256, 40, 128), (0, 64, 20, 512), (0, 100, 100, 100),
+    (0, 512, 512, 512), (0, 256, 1024, 1024),
+    (0, 256, 4096, 1024),
+]
+
+
+def compare_gemms(threads: int, shapes=GEMM_SHAPES, rounds: int = 7) -> None:
+    """Generated GEMM vs OpenBLAS per dot shape (f32), interleaved rounds; the median of each."""
+    from hlojit.compiler.codegen.ops.gemm import use_generated_gemm
+    from hlojit.compiler.codegen.options import CodegenOptions
+    from hlojit.ir.dtypes import DType
+
+    print(f"\ngenerated GEMM vs OpenBLAS (f32, {threads} thread(s); medians of {rounds} interleaved rounds)")
+    print(f"{'batch':>5} {'m':>5} {'n':>5} {'k':>5} {'generated':>12} {'blas':>12}  ratio  auto")
+    rng = np.random.default_rng(0)
+    for batch, m, n, k in shapes:
+        a = rng.standard_normal((batch, m, k) if batch else (m, k), dtype=np.float32)
+        b = rng.standard_normal((batch, k, n) if batch else (k, n), dtype=np.float32)
+        text = dot_text("f32", m, n, k, batch)
+        generated = compile_hlo(text, gemm="generated", num_threads=threads)
+        library = compile_hlo(text, gemm="blas", num_threads=threads)
+        np.testing.assert_allclose(generated(a, b), library(a, b), rtol=1e-3, atol=1e-3)
+        budget = 0.05 if m * n * k * max(batch, 1) < 1e8 else 0.5
+        samples: dict[str, list[float]] = {"generated": [], "blas": []}
+        for _ in range(rounds):
+            samples["generated"].append(median_seconds(lambda: generated(a, b), min_time=budget / rounds))
+            samples["blas"].append(median_seconds(lambda: library(a, b), min_time=budget / rounds))
+        t_gen, t_blas = (statistics.median(samples[key]) for key in ("generated", "blas"))
+        auto = use_generated_gemm(CodegenOptions(num_threads=threads), DType.F32, False, m, n, k)
+        print(f"{batch:5} {m:5} {n:5} {k:5} {_format(t_gen)} {_format(t_blas)}  {t_gen / t_blas:5.2f}  "
+              f"{'generated' if auto else 'blas'}")
 
 
 def _compile_forced_blas(text: str):
@@ -216,7 +259,14 @@ def sweep_conv() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", action="store_true", help="also run the BLAS-vs-loops crossover sweeps")
+    parser.add_argument("--gemm", action="store_true", help="only compare the generated GEMM with OpenBLAS")
+    parser.add_argument("--threads", type=int, default=None, help="thread count for --gemm (default: all)")
     args = parser.parse_args()
+    if args.gemm:
+        import os
+
+        compare_gemms(args.threads or os.cpu_count() or 1)
+        return
     bench_sgemm()
     bench_conv([
         (8, 64, 32, 32, 64, 3, 1, False),

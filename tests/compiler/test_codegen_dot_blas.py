@@ -1,4 +1,8 @@
-"""The BLAS dot emitter: transposes folded into CBLAS flags, batches, layouts, thresholds, fallbacks."""
+"""The BLAS dot emitter: transposes folded into CBLAS flags, batches, layouts, thresholds, fallbacks.
+
+These tests pin the OpenBLAS path (``gemm="blas"``); the same emitter with the
+generated register-tile GEMM is tested in test_generated_gemm_dots.py.
+"""
 
 from __future__ import annotations
 
@@ -96,11 +100,11 @@ ENTRY e {{
         return np.einsum(spec, a.astype(np.float64), b.astype(np.float64))
 
 
-def check(case: Dot, blas: bool = True):
+def check(case: Dot, blas: bool = True, gemm: str = "blas", **options):
     """Compile, run, compare with numpy (float64 einsum) and the interpreter; returns the executable."""
     text = case.text()
     a, b = case.inputs()
-    executable = compile_hlo(text, blas=blas)
+    executable = compile_hlo(text, blas=blas, gemm=gemm, **options)
     got = executable(a, b)
     want = evaluate(parse_module(text), [a, b])
     assert got.shape == want.shape == case.out_dims() and got.dtype == want.dtype
@@ -160,7 +164,7 @@ ENTRY e {
   ROOT d = f32[12,5] dot(t, b), lhs_contracting_dims={1}, rhs_contracting_dims={0}
 }"""
     a, b = RNG.standard_normal((9, 12), dtype=np.float32), RNG.standard_normal((9, 5), dtype=np.float32)
-    executable = compile_hlo(text, blas=True)
+    executable = compile_hlo(text, blas=True, gemm="blas")
     np.testing.assert_allclose(executable(a, b), a.T @ b, rtol=1e-5, atol=1e-5)
     assert uses_blas(executable)
 
@@ -177,7 +181,7 @@ ENTRY e {
   ROOT d = f64[6,3] dot(s, b), lhs_contracting_dims={1}, rhs_contracting_dims={0}
 }"""
     a, b = RNG.standard_normal((6, 4)), RNG.standard_normal((4, 3))
-    executable = compile_hlo(text, blas=True)
+    executable = compile_hlo(text, blas=True, gemm="blas")
     np.testing.assert_allclose(executable(a, b), (2 * a) @ b, rtol=1e-12)
     assert uses_blas(executable)
 

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from hlojit.compiler.codegen import types as T
 from hlojit.compiler.codegen.microkernel import DEFAULT_TILE, RegisterTile
-from hlojit.compiler.codegen.ops.register_gemm import emit_register_gemm
+from hlojit.compiler.codegen.ops.register_gemm import (
+    VECTOR_REGISTERS, choose_tile, emit_register_gemm, tail_vector_lanes,
+)
 from hlojit.ir.dtypes import DType
 from hlojit.runtime import engine
 
@@ -68,6 +70,24 @@ def _check(dtype: DType, m: int, n: int, k: int, transposed_a: bool, beta: float
 @pytest.mark.parametrize("beta", [0.0, 1.0], ids=["b0", "b1"])
 def test_register_gemm_matches_numpy(dtype, shape, transposed_a, beta):
     _check(dtype, *shape, transposed_a, beta, DEFAULT_TILE)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=lambda d: d.text)
+@pytest.mark.parametrize("shape", [(7, 20, 9), (13, 40, 17), (5, 4, 3), (9, 10, 31), (30, 100, 8), (64, 18, 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("beta", [0.0, 1.0], ids=["b0", "b1"])
+def test_chosen_tiles_and_narrow_tail_vectors(dtype, shape, beta):
+    """`choose_tile` and the quarter/half-width vectors of a few trailing columns (n = 20: 16 + 4)."""
+    m, n, _ = shape
+    tile = choose_tile(dtype, m, n)
+    assert tile.rows * tile.vectors + tile.vectors + 1 <= VECTOR_REGISTERS and tile.rows <= m
+    _check(dtype, *shape, False, beta, tile)
+
+
+@pytest.mark.parametrize("width, columns, expected", [(16, 4, 4), (16, 3, 4), (16, 5, 8), (16, 8, 8), (16, 9, 16),
+                                                      (8, 2, 2), (8, 1, 2), (8, 3, 4), (8, 5, 8)])
+def test_tail_vector_lanes(width, columns, expected):
+    assert tail_vector_lanes(width, columns) == expected
 
 
 @settings(max_examples=25, deadline=None)

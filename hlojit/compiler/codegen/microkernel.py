@@ -82,9 +82,13 @@ def _lane_mask(count: int, valid: int) -> ir.Constant:
     return ir.Constant(ir.VectorType(ir.IntType(1), count), [1 if lane < valid else 0 for lane in range(count)])
 
 
-def load_vector(b: ir.IRBuilder, pointer: ir.Value, dtype: DType, valid: int | None = None) -> ir.Value:
-    """One machine vector of `dtype` at `pointer`; only the first `valid` lanes are read (others 0)."""
-    vtype = vector_type(dtype)
+def load_vector(b: ir.IRBuilder, pointer: ir.Value, dtype: DType, valid: int | None = None, *,
+                count: int | None = None) -> ir.Value:
+    """One machine vector (or `count` lanes) of `dtype` at `pointer`; only the first `valid` lanes are read.
+
+    The other lanes are 0.
+    """
+    vtype = vector_type(dtype, count)
     if valid is None or valid >= vtype.count:
         return b.load(pointer, typ=vtype, align=dtype.itemsize)
     masked = declare(b.module, f"llvm.masked.load.v{vtype.count}{_suffix(dtype)}.p0", vtype,
@@ -123,14 +127,21 @@ def multiply_accumulate(
     load_b: LoadB,
     initial: Sequence[Sequence[ir.Value]] | None = None,
     name: str = "mk",
+    *,
+    vector_lanes: int | None = None,
 ) -> list[list[ir.Value]]:
     """Emit the k loop of one register tile; return its accumulators ``[row][vector]`` after it.
 
     The accumulators start at `initial` (default zero) and are loop-carried
     values (phis), so they live in registers. `depth` may be 0 (the loop body
     never runs). On return the builder is positioned after the loop.
+    `vector_lanes` narrows every vector of the tile (default: a machine
+    vector); `load_b` must then return vectors of that many lanes. A tile of
+    a few trailing columns uses it: on Zen 4 a 256-bit (or narrower) FMA
+    issues twice per cycle where a 512-bit one issues once, so 4 columns in
+    a 4-lane vector cost half of a masked 16-lane one.
     """
-    vtype = vector_type(dtype)
+    vtype = vector_type(dtype, vector_lanes)
     fma = declare(b.module, f"llvm.fma.v{vtype.count}{_suffix(dtype)}", vtype, [vtype] * 3)
     zero = ir.Constant(vtype, None)
     preheader = b.block

@@ -10,6 +10,9 @@ from typing import Any, Mapping
 # The runtime maps each non-zero status to an error message; keep the two in step.
 WHILE_ITERATION_LIMIT_STATUS = 1  # a while loop exceeded `CodegenOptions.max_while_iterations`
 
+GEMM_CHOICES = ("auto", "generated", "blas")
+"""Values of `CodegenOptions.gemm`."""
+
 NUM_THREADS_ENV = "HLOJIT_NUM_THREADS"
 """Environment variable giving the default `CodegenOptions.num_threads` (read when options are made)."""
 
@@ -68,6 +71,12 @@ class CodegenOptions:
         takes `parallel.py`'s tuned values. Tests and the fuzzers set them
         tiny so that small arrays still run split (different block sizes can
         change the rounding of full reductions; thread counts never do).
+    gemm: which GEMM the BLAS-typed dots take (`GEMM_CHOICES`): "auto" (the
+        default) uses the generated register-tile GEMM (ops/register_gemm.py)
+        where it is measured to beat OpenBLAS and OpenBLAS elsewhere
+        (`ops/gemm.use_generated_gemm`); "generated" uses it wherever it can
+        (static f32/f64 shapes whose B and C have unit column stride);
+        "blas" never uses it. Tests and benchmarks set it to run both paths.
     """
 
     fast_math: bool = False
@@ -77,6 +86,7 @@ class CodegenOptions:
     num_threads: int | None = None
     parallel_min_work_ns: float | None = None
     parallel_block_elements: int | None = None
+    gemm: str = "auto"
 
     def __post_init__(self):
         # Frozen dataclass: the resolved count replaces None once, here.
@@ -90,6 +100,8 @@ class CodegenOptions:
         block = self.parallel_block_elements
         if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
             raise ValueError(f"parallel_block_elements must be None or an integer >= 1, got {block!r}")
+        if self.gemm not in GEMM_CHOICES:
+            raise ValueError(f"gemm must be one of {', '.join(map(repr, GEMM_CHOICES))}, got {self.gemm!r}")
 
     @staticmethod
     def from_mapping(options: Mapping[str, Any] | CodegenOptions | None) -> CodegenOptions:

@@ -20,6 +20,11 @@ interface) when the process has it: OpenBLAS then hands whole products to its
 threads - one split and one wait per batch, instead of one per product (see
 `emit_gemm_batch`).
 
+Given the `EmitContext` (``ctx=``), `emit_gemm` emits the generated
+register-tile GEMM (`register_gemm.emit_register_gemm`) instead of the call
+where `use_generated_gemm` says it wins (``CodegenOptions.gemm``; thresholds
+there).
+
 `uniform_stride` is the layout test both BLAS users need: whether a group of
 logical dimensions of a dense buffer, linearized in a given order, is one
 evenly strided axis (so it can be a matrix's row or column axis).
@@ -37,8 +42,10 @@ from hlojit.ir.shape import ArrayShape
 
 from .. import types as T
 from ..intrinsics import declare
+from ..microkernel import KERNEL_DTYPES, lanes
 from ..options import CodegenOptions
 from ..values import element_strides
+from .register_gemm import emit_register_gemm
 
 # CBLAS enum values (cblas.h).
 ROW_MAJOR = 101
@@ -117,6 +124,70 @@ def batch_gemm_available(dtype: DType) -> bool:
     return dtype in _BATCH_GEMM_FOUND
 
 
+GENERATED_MAX_MACS = 1 << 28
+"""Under ``gemm="auto"``, GEMMs of at most this many multiply-adds (m x n x k) are generated.
+
+Measured on the 2-vCPU Zen 4 VM, one thread, f32, the generated kernel against
+the same sizes through OpenBLAS from generated code (medians, empty call
+subtracted; us unless marked): 64x256x512 144/180, 64x512x512 287/357,
+256x128x384 216/245, 256x512x128 286/327, 32x144x256 20.2/27.2, 64x512x10
+9.0/9.5, 64x64x32 2.3/2.4, 16x27x1024 8.0/8.2; 256x1024x1024 5.14/5.66 ms,
+256x2048x512 4.98/5.38 ms, 1024x256x1024 5.12/5.48 ms (all 2^28 multiply-adds).
+Beyond, OpenBLAS's packing and cache blocking win: 128x2048x2048 13.3/12.3 ms,
+256x4096x1024 28.5/22.4 ms, 256x1024x4096 23.8/22.8 ms (the generated kernel
+reads B in place, and long B rows stop fitting the caches).
+"""
+
+GENERATED_MAX_MACS_THREADED = SINGLE_THREAD_MAX_MACS
+"""With more than one thread, "auto" generates only GEMMs of fewer multiply-adds than this.
+
+Below it OpenBLAS runs on the calling thread anyway (`SINGLE_THREAD_MAX_MACS`)
+and the generated kernel is faster there. Above it OpenBLAS splits the GEMM
+over its thread pool, which starts work far more cheaply than generated code's
+per-call threads (`parallel.THREAD_START_NS`). Medians on the shared VM with 2
+threads (load 2.5-3.5, 0.2 s idle before each system so OpenBLAS's workers stop
+spinning), OpenBLAS / generated split in two / generated on one thread, us:
+64x512x256 109/145/144, 64x512x512 212/348/305, 256x384x128 151/246/216,
+256x128x512 181/334/286. On an idle machine the split pays off only from about
+512^3 (1.33 ms against 2.43 on one thread; OpenBLAS 1.39).
+"""
+
+
+def use_generated_gemm(
+    options: CodegenOptions | None,
+    dtype: DType,
+    trans_b: bool,
+    m: int | ir.Value,
+    n: int | ir.Value,
+    k: int | ir.Value,
+) -> bool:
+    """Whether `emit_gemm` emits the generated register-tile GEMM for this product.
+
+    It can when the sizes are static, the type is f32/f64 and B is read with
+    unit column stride (`trans_b` false; C always is, in `emit_gemm`'s
+    row-major terms). Then ``CodegenOptions.gemm`` decides: "generated" always,
+    "blas" never, "auto" up to `GENERATED_MAX_MACS` at one thread and below
+    `GENERATED_MAX_MACS_THREADED` with more, except for outputs between one
+    and two vectors wide (comment below). No options (a caller without an
+    `EmitContext`): never.
+    """
+    if options is None or options.gemm == "blas" or dtype not in KERNEL_DTYPES or trans_b:
+        return False
+    if not all(isinstance(size, int) for size in (m, n, k)):
+        return False
+    if options.gemm == "generated":
+        return True
+    width = lanes(dtype)
+    if width < n < 2 * width and n % width:
+        # One vector of columns and a few more: the narrow tail tile streams A a second time, and
+        # OpenBLAS measured faster (f32 64x512x20: 14.2 us vs 12.4; f64 64x512x10: 19.0 vs 13.3).
+        return False
+    macs = m * n * k
+    if (options.num_threads or 1) <= 1:
+        return macs <= GENERATED_MAX_MACS
+    return macs < GENERATED_MAX_MACS_THREADED
+
+
 def blas_enabled(options: CodegenOptions) -> bool:
     """Whether the generated code may call the bundled BLAS (``CodegenOptions.blas``, off by default)."""
     return options.blas
@@ -186,6 +257,8 @@ def emit_gemm(
     c: ir.Value,
     ldc: int | ir.Value,
     beta: float = 0.0,
+    *,
+    ctx=None,
 ) -> None:
     """Emit ``C[m,n] = op(A)[m,k] @ op(B)[k,n] + beta * C`` (alpha 1), row-major, via the bundled CBLAS.
 
@@ -194,7 +267,17 @@ def emit_gemm(
     guarantees m, n, k > 0 (OpenBLAS is not relied on for degenerate sizes).
     A product of fewer than `SINGLE_THREAD_MAX_MACS` multiply-adds (decided at
     run time when a size is only known then) runs single-threaded.
+
+    With the `EmitContext` as `ctx`, the generated register-tile GEMM is
+    emitted instead where `use_generated_gemm` says so (it may then split the
+    product over threads itself).
     """
+    options = ctx.options if ctx is not None else None
+    if use_generated_gemm(options, dtype, trans_b, m, n, k) and isinstance(lda, int) and isinstance(ldb, int) \
+            and isinstance(ldc, int):
+        a_strides = (1, lda) if trans_a else (lda, 1)
+        emit_register_gemm(b, dtype, m, n, k, a, *a_strides, b_matrix, ldb, c, ldc, beta, ctx=ctx)
+        return
     value_type = T.register_type(dtype)
     i32, i64 = T.I32, T.INDEX
     function = declare(
