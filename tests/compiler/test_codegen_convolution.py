@@ -1,4 +1,7 @@
-"""Compiled convolution (generated loops and im2col + BLAS GEMM) against the interpreter, numpy and XLA."""
+"""Compiled convolution (generated loops and im2col + BLAS GEMM) against the interpreter, numpy and XLA.
+
+The direct (register-tile) lowering has its own tests: test_codegen_direct_convolution.py.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hlojit.api import blas_available, compile_hlo
-from hlojit.compiler.codegen.ops import convolution
+from hlojit.compiler.codegen.ops import convolution, direct_convolution
 from hlojit.ir.attributes import ConvDims
 from hlojit.ir.interpreter import evaluate
 from hlojit.ir.parser import parse_module
@@ -25,8 +28,15 @@ requires_blas = pytest.mark.skipif(not blas_available(), reason="numpy does not 
 
 
 def compile_loops(text: str):
-    """Compile with BLAS off: convolutions take the generated loops."""
-    return compile_hlo(text, blas=False)
+    """Compile with BLAS and the direct lowering off: convolutions take the generated loops."""
+    saved = direct_convolution.DIRECT_MIN_MACS
+    direct_convolution.DIRECT_MIN_MACS = 1 << 62
+    try:
+        executable = compile_hlo(text, blas=False)
+    finally:
+        direct_convolution.DIRECT_MIN_MACS = saved
+    assert "conv.mk" not in executable.llvm_ir
+    return executable
 
 
 def compile_gemm(text: str):
@@ -38,9 +48,10 @@ def compile_gemm(text: str):
 
 @pytest.fixture
 def gemm_everywhere(monkeypatch):
-    """im2col + GEMM for every float convolution, however small."""
+    """im2col + GEMM for every float convolution, however small (the direct lowering switched off)."""
     monkeypatch.setattr(convolution, "GEMM_MIN_MACS", 0)
     monkeypatch.setattr(convolution, "GEMM_MIN_DIM", 1)
+    monkeypatch.setattr(direct_convolution, "DIRECT_MIN_MACS", 1 << 62)
 
 
 # --- building test cases -------------------------------------------------------------------------------
@@ -383,11 +394,15 @@ def test_gemm_lowering_in_blocks(labels, positions, gemm_everywhere, monkeypatch
 
 @requires_blas
 def test_gemm_chosen_by_size():
-    """Without lowered thresholds: a big float convolution uses GEMM, a small or integer one the loops."""
-    big = Conv(batch=2, in_features=16, out_features=16, spatial=(16, 16), sizes=(3, 3), pads=((1, 1), (1, 1)))
-    assert big.batch * 16 * 16 * 16 * 16 * 9 >= convolution.GEMM_MIN_MACS
+    """Without lowered thresholds: a big float convolution uses GEMM, a small or integer one the loops.
+
+    Stride 2: the direct lowering (stride 1 only) leaves it to GEMM.
+    """
+    big = Conv(batch=2, in_features=16, out_features=16, spatial=(16, 16), sizes=(3, 3), pads=((1, 1), (1, 1)),
+               strides=(2, 2))
+    assert big.batch * 8 * 8 * 16 * 16 * 9 >= convolution.GEMM_MIN_MACS
     check(big, compile_gemm)
-    small = compile_hlo(Conv().text(), blas=True)
+    small = compile_hlo(Conv(strides=(2, 1)).text(), blas=True)
     integer = compile_hlo(dataclasses.replace(big, dtype="s32").text(), blas=True)
     for executable in (small, integer):
         assert not any(symbol in executable.llvm_ir for symbol in GEMM_SYMBOLS)
@@ -397,8 +412,8 @@ def test_gemm_chosen_by_size():
 @settings(max_examples=20, deadline=None)
 @given(data=st.data())
 def test_random_convolutions_gemm(data):
-    saved = convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM
-    convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM = 0, 1
+    saved = convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM, direct_convolution.DIRECT_MIN_MACS
+    convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM, direct_convolution.DIRECT_MIN_MACS = 0, 1, 1 << 62
     try:
         case = draw_conv(data, st)
         text = case.text()
@@ -406,7 +421,7 @@ def test_random_convolutions_gemm(data):
         got = compile_hlo(text, blas=True)(x, k)
         assert_close(got, evaluate(parse_module(text), [x, k]), case.dtype)
     finally:
-        convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM = saved
+        convolution.GEMM_MIN_MACS, convolution.GEMM_MIN_DIM, direct_convolution.DIRECT_MIN_MACS = saved
 
 
 # --- an infinite or NaN kernel over padding -----------------------------------------------------------

@@ -386,14 +386,17 @@ def test_small_gemms_run_single_threaded_and_restore_the_count(m, n, k, capped, 
 
 
 def test_convolution_gemms_with_run_time_sizes_are_capped(openblas_threads):
-    """im2col blocks have sizes known only at run time: the cap is decided there, and undone."""
+    """im2col blocks have sizes known only at run time: the cap is decided there, and undone.
+
+    Strided, so the convolution is not the direct lowering's (stride 1 only) and goes through im2col.
+    """
     get, set_ = openblas_threads
     set_(2)
     text = """HloModule conv
 ENTRY main {
   x = f32[2,16,12,12] parameter(0)
   w = f32[32,16,3,3] parameter(1)
-  ROOT c = f32[2,32,12,12] convolution(x, w), window={size=3x3 pad=1_1x1_1}, dim_labels=bf01_oi01->bf01
+  ROOT c = f32[2,32,6,6] convolution(x, w), window={size=3x3 stride=2x2 pad=1_1x1_1}, dim_labels=bf01_oi01->bf01
 }"""
     x = RNG.standard_normal((2, 16, 12, 12)).astype(np.float32)
     w = RNG.standard_normal((32, 16, 3, 3)).astype(np.float32)

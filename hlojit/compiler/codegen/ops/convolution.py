@@ -10,8 +10,16 @@ feature count) and output feature f belongs to group ``f // (O/G)``. With
 Spatial window positions follow `window_indexing` (window reversal flips the
 kernel's spatial index).
 
-Lowerings, chosen per instruction in `emit_convolution`:
+Lowerings, chosen per instruction in `emit_convolution` (first that applies):
 
+* **Direct, on register tiles** (`direct_convolution`; f32/f64 with every type
+  equal, stride 1, no base dilation, no groups, one or two spatial dims, the
+  output's minor-most dim spatial (NCHW-like) or its feature dim (NHWC-like)
+  with the kernel's output features contiguous): no patch matrix; each image
+  is padded once into scratch and the kernel's taps are read as shifted rows
+  of it. Runs near the core's FMA peak (the bench CNN's convolutions: 70 /
+  167 / 166 us where im2col + OpenBLAS took 91 / 278 / 263 us). Decided from
+  shapes alone (`direct_plan`), so `_temp_shapes` and the emitter agree.
 * **Loops, axpy order** (f32, f64, integers): zero the output, then for each
   output index but the minor-most dim, each kernel input feature and tap,
   ``out[.., o] += x * w`` with the output's minor-most dim innermost. The
@@ -69,6 +77,7 @@ from ..context import EmitContext
 from ..loops import for_range, if_then, loop_nest, shape_loop_nest
 from ..registry import register_emitter
 from ..values import ArrayBuffer, ElementGenerator, element_strides
+from .direct_convolution import DirectPlan, direct_plan, emit_direct_convolution
 from .gemm import BLAS_DTYPES, blas_enabled, emit_gemm, uniform_stride
 from .window_indexing import (
     WindowAxis,
@@ -221,7 +230,8 @@ def _float_result(instruction: Instruction) -> bool:
 
 
 def _temp_shapes(instruction: Instruction, operand_shapes: Sequence[Shape] = ()) -> list[ArrayShape]:
-    """Scratch for the GEMM lowering: one buffer for the kernel matrix copy (if any) and the patch block.
+    """Scratch: the direct lowering's padded images, or the GEMM lowering's one buffer for the kernel
+    matrix copy (if any) and the patch block.
 
     Sized by the same `gemm_plan` the emitter follows; none when the
     convolution is not a GEMM candidate (BLAS availability is decided at
@@ -231,6 +241,9 @@ def _temp_shapes(instruction: Instruction, operand_shapes: Sequence[Shape] = ())
         return []
     lhs, rhs = operand_shapes
     geometry = conv_geometry(lhs, rhs, instruction.shape, instruction.attrs, instruction.name)
+    direct = direct_plan(geometry)
+    if direct is not None:
+        return list(direct.temp_shapes())
     plan = gemm_plan(geometry) if _gemm_candidate(geometry) else None
     return list(plan.temp_shapes(instruction.shape.dtype)) if plan is not None else []
 
@@ -242,7 +255,8 @@ def _kernel_in_memory(instruction: Instruction) -> tuple[int, ...]:
 
 @register_emitter(Opcode.CONVOLUTION, temp_shapes=_temp_shapes, buffer_operands=_kernel_in_memory)
 def emit_convolution(ctx: EmitContext) -> None:
-    """Emit a convolution as im2col + GEMM when that pays off and BLAS is available, else as loops."""
+    """Emit a convolution directly on register tiles, else as im2col + GEMM when that pays off and BLAS
+    is available, else as loops."""
     lhs, rhs = ctx.operand_shape(0), ctx.operand_shape(1)
     assert isinstance(lhs, ArrayShape) and isinstance(rhs, ArrayShape)
     out = ctx.output
@@ -250,6 +264,11 @@ def emit_convolution(ctx: EmitContext) -> None:
     if out.dtype.is_pred:
         raise ctx.error("pred convolutions are not supported")
     if out.shape.size == 0:
+        return
+    direct = direct_plan(geometry)
+    kernel = ctx.operand_value(1)
+    if direct is not None and isinstance(kernel, ArrayBuffer) and _direct_scratch_fits(direct, ctx.temps):
+        emit_direct_convolution(ctx, geometry, direct, ctx.temps[0].pointer, out, ctx.operand_generator(0), kernel)
         return
     plan = gemm_plan(geometry) if blas_enabled(ctx.options) and _gemm_candidate(geometry) else None
     if plan is not None and _scratch_fits(plan, ctx.temps) and isinstance(ctx.operand_value(1), ArrayBuffer):
@@ -260,6 +279,11 @@ def emit_convolution(ctx: EmitContext) -> None:
 
 def _scratch_fits(plan: GemmPlan, temps: Sequence[ArrayBuffer]) -> bool:
     return len(temps) == 1 and temps[0].shape.size >= plan.scratch_elements
+
+
+def _direct_scratch_fits(plan: DirectPlan, temps: Sequence[ArrayBuffer]) -> bool:
+    (needed,) = plan.temp_shapes()
+    return len(temps) == 1 and temps[0].shape.size >= needed.size
 
 
 # --- loops ------------------------------------------------------------------------------------------
