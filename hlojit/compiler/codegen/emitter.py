@@ -137,21 +137,64 @@ class _ModuleLowering:
         self.parameter_shapes = tuple(parameter_shapes)
         self.result_shape = result_shape
         self.ir_module = ir.Module(name=module.name)
-        function_type = ir.FunctionType(T.I32, [T.PTR, T.PTR, T.PTR])
-        self.function = ir.Function(self.ir_module, function_type, options.entry_name)
-        params, results, scratch = self.function.args
-        params.name, results.name, scratch.name = "params", "results", "scratch"
-        for arg in self.function.args:
-            # With input_output_alias a result buffer may be a donated parameter's memory: no noalias
-            # promise on the parameter/result pointer arrays then (they are only read in the prologue).
-            if arg is scratch or not plan.aliases:
-                arg.add_attribute("noalias")
+        self.parameter_count = sum(1 for shape in self.parameter_shapes for _ in shape.leaves())
+        self.result_count = sum(1 for _ in result_shape.leaves())
+        self.function = self._body_function()
         self.prologue = ir.IRBuilder(self.function.append_basic_block("prologue"))
         self._slot_pointers: dict[Slot, ir.Value] = {}
         self._constants: dict[tuple[Literal, tuple[int, ...]], ArrayBuffer] = {}
         self._names = itertools.count()
 
     # --- the entry function -----------------------------------------------------------------------
+    def _body_function(self) -> ir.Function:
+        """The function the module's code goes in: one pointer argument per buffer, each `noalias`.
+
+        The entry ABI hands over arrays of pointers; a pointer loaded from an
+        array carries no aliasing facts, so LLVM had to assume that a parameter
+        and a result may overlap: it guarded vectorized loops with run-time
+        overlap checks, and gave up on loops with many distinct reads (a pool
+        fusion reading its input through four strided slices ran ~7x slower
+        with its bias as a parameter than as a constant). Every buffer is its
+        own allocation (results and the arena are fresh per call; parameters are
+        only read, and read-only arguments may overlap each other under
+        `noalias`), except a donated parameter and the result that reuses its
+        memory: that pair gets no promise. The entry function loads the
+        pointers and calls this one, which LLVM inlines (keeping the facts as
+        alias scopes).
+        """
+        aliased_results = {result for result, _ in self.plan.aliases}
+        aliased_parameters = {parameter for _, parameter in self.plan.aliases}
+        function_type = ir.FunctionType(T.I32, [T.PTR] * (self.parameter_count + self.result_count + 1))
+        body = ir.Function(self.ir_module, function_type, f"{self.options.entry_name}.body")
+        body.linkage = "internal"
+        for index, arg in enumerate(body.args):
+            if index < self.parameter_count:
+                arg.name, aliased = f"param{index}", index in aliased_parameters
+            elif index < self.parameter_count + self.result_count:
+                result = index - self.parameter_count
+                arg.name, aliased = f"result{result}", result in aliased_results
+            else:
+                arg.name, aliased = "scratch", False
+            if not aliased:
+                arg.add_attribute("noalias")
+        return body
+
+    def _emit_entry(self) -> None:
+        """``i32 entry(ptr params, ptr results, ptr scratch)``: load the buffer pointers, call the body."""
+        function_type = ir.FunctionType(T.I32, [T.PTR, T.PTR, T.PTR])
+        entry = ir.Function(self.ir_module, function_type, self.options.entry_name)
+        params, results, scratch = entry.args
+        params.name, results.name, scratch.name = "params", "results", "scratch"
+        for arg in entry.args:
+            arg.add_attribute("noalias")  # the arrays themselves: only read here
+        builder = ir.IRBuilder(entry.append_basic_block("entry"))
+        pointers = []
+        for array, count, name in ((params, self.parameter_count, "param"), (results, self.result_count, "result")):
+            for i in range(count):
+                slot = builder.gep(array, [T.index_constant(i)], inbounds=True, source_etype=T.PTR)
+                pointers.append(builder.load(slot, typ=T.PTR, name=f"{name}{i}"))
+        builder.ret(builder.call(self.function, pointers + [scratch]))
+
     def lower(self) -> str:
         body_block = self.function.append_basic_block("body")
         builder = ir.IRBuilder(body_block)
@@ -160,19 +203,17 @@ class _ModuleLowering:
         self._write_results(builder, root)
         builder.ret(ir.Constant(T.I32, 0))
         self.prologue.branch(body_block)
+        self._emit_entry()
         return str(self.ir_module)
 
     def _entry_arguments(self) -> list[Value]:
-        params_array = self.function.args[0]
         counter = itertools.count()
 
         def bind(shape: Shape) -> Value:
             if shape.is_tuple:
                 return TupleValue(tuple(bind(element) for element in shape.elements))
             i = next(counter)
-            slot = self.prologue.gep(params_array, [T.index_constant(i)], inbounds=True, source_etype=T.PTR)
-            pointer = self.prologue.load(slot, typ=T.PTR, name=f"param{i}")
-            return ArrayBuffer(shape, pointer, storage=("parameter", i))
+            return ArrayBuffer(shape, self.function.args[i], storage=("parameter", i))
 
         return [bind(shape) for shape in self.parameter_shapes]
 
@@ -190,14 +231,10 @@ class _ModuleLowering:
         pointer = self._slot_pointers.get(slot)
         if pointer is None:
             if slot.kind == "result":
-                results_array = self.function.args[1]
-                entry = self.prologue.gep(
-                    results_array, [T.index_constant(slot.result_index)], inbounds=True, source_etype=T.PTR
-                )
-                pointer = self.prologue.load(entry, typ=T.PTR, name=f"result{slot.result_index}")
+                pointer = self.function.args[self.parameter_count + slot.result_index]
             else:
                 pointer = self.prologue.gep(
-                    self.function.args[2], [T.index_constant(slot.offset)], inbounds=True, source_etype=T.I8,
+                    self.function.args[-1], [T.index_constant(slot.offset)], inbounds=True, source_etype=T.I8,
                     name=f"scratch{slot.offset}",
                 )
             self._slot_pointers[slot] = pointer
