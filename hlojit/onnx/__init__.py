@@ -42,7 +42,11 @@ def load(
 
     Shapes come from the model's declared input types. Inputs with symbolic or
     unknown dims are specialized on the shapes of the first call: each distinct
-    set of input shapes is imported and compiled once and cached.
+    set of input shapes is imported and compiled once and cached. Once a set of
+    shapes has run, positional calls with exactly those shapes, as dense
+    numpy arrays of the declared types, go straight to native code (~0.15 us
+    of call overhead); any other call takes the checked Python path, with the
+    same results and errors.
     `input_shapes={name: dims}` imports the model for those dims at load, so
     `.module` is available (and import errors surface) before any call.
 

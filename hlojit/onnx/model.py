@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -32,7 +33,22 @@ class OnnxModel:
     `module` is the imported HLO (for a model with symbolic dims: of the most
     recent signature, or of `input_shapes` given at load); `lower()` lowers it
     to LLVM IR without compiling.
+
+    Calls go straight to `_call`. Before the first call, that is the Python
+    dispatcher `_dispatch` (bind arguments, check every input, pick or import
+    and compile the program, run it). Once a program has run, `_call` is that
+    program's native fast-call wrapper (`hlojit.runtime.fastcall`), whose
+    fallback is `_dispatch`: the wrapper runs only calls whose arguments are
+    exactly the program's parameters (ndarrays of the input's dtype object,
+    the program's dims, dense and aligned), which are valid inputs by
+    construction, and hands every other call (keywords, scalars, views,
+    another dtype or shape, another signature) to the dispatcher untouched,
+    so it raises the same errors as before and converts what it may.
     """
+
+    # `__call__` is a property whose getter is C code (attrgetter): ``model(x)`` runs no Python frame
+    # before the native wrapper (see `hlojit.runtime.executable.Executable.__call__`).
+    __call__ = property(operator.attrgetter("_call"), doc="Run the model (see the class doc).")
 
     def __init__(
         self,
@@ -54,6 +70,10 @@ class OnnxModel:
         self._programs: dict[Signature, _Program] = {}
         self._lock = threading.Lock()
         self._latest: _Program | None = None
+        # What a call runs: the dispatcher, or the latest program's fast entry (see the class doc). The
+        # bound method is made once so that `_call` can be compared with it by identity.
+        self._dispatcher: Callable[..., Any] = self._dispatch
+        self._call: Callable[..., Any] = self._dispatcher
         given = dict(input_shapes or {})
         unknown = sorted(set(given) - set(self.input_names))
         if unknown:
@@ -95,6 +115,7 @@ class OnnxModel:
         Inputs the model declares with static dims may be left out.
         """
         self._latest = self._program(self._signature_from_shapes(input_shapes))
+        self._call = self._dispatcher  # the next call goes through the dispatcher, which updates `_latest`
         return self._latest.graph.module
 
     def _signature_from_shapes(self, input_shapes: Mapping[str, Sequence[int]]) -> Signature:
@@ -114,14 +135,24 @@ class OnnxModel:
         return tuple(signature)
 
     # --- calling ----------------------------------------------------------------------------------
-    def __call__(self, *args: Any, **kwargs: Any):
+    @property
+    def fast_path_active(self) -> bool:
+        """Whether calls go to a native fast-call wrapper first (after a program ran; see the class doc)."""
+        return self._call is not self._dispatcher
+
+    def _dispatch(self, *args: Any, **kwargs: Any):
+        """The checked call: validate and bind, specialize, run; then route later calls to this program."""
         values = self._bind(args, kwargs)
         program = self._program(self._signature(values))
         self._latest = program
-        return program.run(values)
+        result = program.run(values)  # compiles the program on its first call
+        self._call = program.entry(self._dispatcher)
+        return result
 
-    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Any]:
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Sequence[Any]:
         """Arguments in graph input order, from positional and keyword arguments."""
+        if not kwargs and len(args) == len(self.inputs):
+            return args
         if len(args) > len(self.inputs):
             raise TypeError(f"{self.name} takes {len(self.inputs)} inputs ({', '.join(self.input_names)}), "
                             f"got {len(args)} positional arguments")
@@ -183,6 +214,7 @@ class _Program:
         self.graph = graph
         self._compile_options = dict(compile_options)
         self._executable = None
+        self._entry: Callable[..., Any] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -197,6 +229,54 @@ class _Program:
 
     def run(self, values: Sequence[Any]):
         return self.executable(*values, *self.graph.bound_inputs)
+
+    def entry(self, dispatch: Callable[..., Any]) -> Callable[..., Any]:
+        """What the model's calls should run while this is its latest program (made once, then cached).
+
+        The executable's fast-call wrapper with `dispatch` as its fallback for
+        every call it refuses, or `dispatch` itself when the executable has no
+        wrapper (the interpreter failed the ABI check, or it donates).
+        """
+        if self._entry is None:
+            with self._lock:
+                if self._entry is None:
+                    self._entry = _fast_entry(self.executable, self.graph.bound_inputs, dispatch) or dispatch
+        return self._entry
+
+
+def _fast_entry(executable: Any, bound_inputs: tuple[np.ndarray, ...],
+                dispatch: Callable[..., Any]) -> Callable[..., Any] | None:
+    """A callable running `executable`'s native wrapper on the caller's inputs (plus `bound_inputs`),
+    falling back to `dispatch` with the caller's arguments; None without a usable wrapper."""
+    fast = getattr(executable, "fast_call", None)
+    if fast is None or executable.aliases:
+        return None
+    from hlojit.runtime.fastcall import with_fallback  # loaded already: the executable has a wrapper
+
+    if not bound_inputs:
+        # The caller's arguments are the entry's parameters: the wrapper is the entry, no Python frame.
+        try:
+            return with_fallback(fast, dispatch, keyword_call=dispatch)
+        except TypeError:  # not an hlojit wrapper (cannot be re-targeted): keep the dispatcher
+            return None
+    bound = tuple(bound_inputs)
+    count = len(bound)
+
+    def refused(*args: Any):
+        # The wrapper got the caller's arguments followed by the bound arrays: hand back only the former.
+        return dispatch(*args[:-count])
+
+    try:
+        wrapper = with_fallback(fast, refused)
+    except TypeError:
+        return None
+
+    def call_with_bound_inputs(*args: Any, **kwargs: Any):
+        if kwargs:
+            return dispatch(*args, **kwargs)
+        return wrapper(*args, *bound)
+
+    return call_with_bound_inputs
 
 
 def _dims_of(spec: InputSpec, value: Any, model_name: str) -> tuple[int, ...]:

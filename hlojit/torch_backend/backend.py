@@ -9,9 +9,11 @@ by `core_aten_decompositions()`: one inference graph under `torch.no_grad()`,
 or a forward and a backward graph when gradients are needed. Each graph is
 lowered (`lowering.lower_graph`; in inference graphs, weights feeding
 GEMMs are declared pre-transposed, `weights.py`), compiled (`hlojit.api.compile_hlo`,
-through the process-wide cache), and returned boxed
-(`functorch.compile.make_boxed_func`), as AOT autograd expects. A graph that
-cannot be lowered runs eagerly instead (`fallback.eager_fallback`).
+through the process-wide cache), and returned as a `CompiledGraph`, which
+AOT autograd calls boxed (with its argument list; `runtime.py`). Module
+state among the inputs (parameters and buffers, `weights.module_state_inputs`)
+is passed through cached views. A graph that cannot be lowered runs eagerly
+instead (`fallback.eager_fallback`).
 
 Options (`torch.compile(..., options={...})`): `fast_math`, `llvm_opt_level`
 (0-3), `optimize` (the HLO pass pipeline), `blas` (GEMM through the bundled
@@ -41,7 +43,7 @@ from .errors import Obstacle, UnsupportedGraphError
 from .fallback import eager_fallback, strict_from_environment
 from .lowering import lower_graph
 from .runtime import CompiledGraph
-from .weights import column_major_weights, module_parameter_inputs
+from .weights import aot_inputs_among, column_major_weights, module_parameter_inputs, module_state_inputs
 
 aten = torch.ops.aten
 
@@ -92,11 +94,13 @@ class GraphCompiler:
     """Compiles the ATen graphs AOT autograd hands over, with one call's options."""
 
     def __init__(self, options: BackendOptions, cache: ExecutableCache = GRAPH_CACHE,
-                 dynamo_inputs: Sequence[Any] = ()):
+                 dynamo_inputs: Sequence[Any] = (), dynamo_state_inputs: frozenset[int] = frozenset()):
         self.options = options
         self.cache = cache
         # Dynamo's example inputs: which graph inputs are module parameters (`weights.py`).
         self.dynamo_inputs = tuple(dynamo_inputs)
+        # Which of dynamo's inputs are module state (parameters, buffers): the same tensors every call.
+        self.dynamo_state_inputs = dynamo_state_inputs
 
     def compile(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any], graph_kind: str) -> Callable:
         """A boxed callable running the graph natively, or eagerly when it cannot be compiled."""
@@ -123,7 +127,12 @@ class GraphCompiler:
                     executable = self._compile_module(lowered.module, graph_kind)
             except UnsupportedGraphError as error:
                 return make_boxed_func(eager_fallback(gm, error, strict=self.options.strict))
-            return make_boxed_func(CompiledGraph(lowered, executable, transposed_weights, folded_inputs))
+            state_inputs = aot_inputs_among(gm, self.dynamo_state_inputs, len(self.dynamo_inputs))
+            if folded_inputs is not None:
+                # The folded weights and biases after the arguments: the same tensors until a source changes.
+                first = sum(1 for node in gm.graph.nodes if node.op == "placeholder")
+                state_inputs |= frozenset(range(first, first + 2 * len(folded_inputs.folds)))
+            return CompiledGraph(lowered, executable, transposed_weights, folded_inputs, state_inputs)
 
     def _compile_module(self, module: Module, graph_kind: str) -> Executable:
         from hlojit.api import compile_hlo
@@ -150,7 +159,8 @@ def hlojit_backend(gm: torch.fx.GraphModule, example_inputs: Sequence[Any], *,
 
     HLOJIT_STRICT is read here, at each call, so setting it between compilations takes effect.
     """
-    compiler = GraphCompiler(BackendOptions.resolve(options), dynamo_inputs=example_inputs)
+    compiler = GraphCompiler(BackendOptions.resolve(options), dynamo_inputs=example_inputs,
+                             dynamo_state_inputs=module_state_inputs(gm, example_inputs))
     aot = aot_autograd(
         fw_compiler=compiler.forward,
         bw_compiler=compiler.backward,

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import torch
 import torch.fx
 
-from .weights import same_tensor, tensor_identity
+from .weights import tensor_identity
 
 aten = torch.ops.aten
 
@@ -74,21 +74,31 @@ class FoldedInputs:
 
     def __init__(self, folds: Sequence[BatchNormFold]):
         self.folds = tuple(folds)
-        # Per fold: (identities of its source tensors, (folded weight, folded bias)) or None.
+        # Per fold: the argument indices of its sources (absent ones left out).
+        self._sources = tuple(tuple(i for i in fold.sources if i is not None) for fold in self.folds)
+        # Per fold: (per source (weak reference, version, data pointer), (folded weight, folded bias)) or None.
         self._entries: list[tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None] = [None] * len(self.folds)
 
-    def extend(self, args: Sequence[Any]) -> tuple[Any, ...]:
+    def extend(self, args: Sequence[Any]) -> list[Any]:
         """`args` followed by each fold's weight and bias (the inputs `fold_batch_norms` added)."""
-        extra: list[torch.Tensor] = []
-        for k, fold in enumerate(self.folds):
+        extended = list(args)
+        for k, sources in enumerate(self._sources):
             entry = self._entries[k]
-            sources = [args[i] for i in fold.sources if i is not None]
-            if entry is None or not all(same_tensor(identity, tensor)
-                                        for identity, tensor in zip(entry[0], sources)):
-                entry = (tuple(tensor_identity(t) for t in sources), fold.derive(args))
+            if entry is None or not _unchanged(entry[0], sources, args):
+                entry = (tuple(tensor_identity(args[i]) for i in sources), self.folds[k].derive(args))
                 self._entries[k] = entry
-            extra.extend(entry[1])
-        return (*args, *extra)
+            extended += entry[1]
+        return extended
+
+
+def _unchanged(identities: tuple[tuple[Any, int, int], ...], sources: tuple[int, ...], args: Sequence[Any]) -> bool:
+    """Whether every source argument is the tensor its identity was taken of, unchanged (`same_tensor`,
+    inlined: this runs per source on every call)."""
+    for (reference, version, pointer), index in zip(identities, sources):
+        tensor = args[index]
+        if reference() is not tensor or tensor._version != version or tensor.data_ptr() != pointer:
+            return False
+    return True
 
 
 def _value(node: Any) -> Any:

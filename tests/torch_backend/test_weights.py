@@ -91,3 +91,39 @@ def test_inference_graph_declares_linear_weights_column_major(monkeypatch):
     with torch.no_grad():
         compile_strict(model)(torch.randn(4, 16))
     assert declared and len(declared[-1]) == 2  # both weights; biases and the input stay as they are
+
+
+@pytest.mark.parametrize("cache_type", [TransposedWeightCache, weights.TensorViewCache])
+def test_caches_drop_an_entry_when_its_tensor_dies(cache_type):
+    """A cached copy or view must not keep a dead module's memory alive."""
+    import gc
+    import weakref
+
+    cache = cache_type(2)
+    weight, other = nn.Parameter(torch.randn(6, 5)), nn.Parameter(torch.randn(6, 5))
+    storage_owner = weakref.ref(cache.get(0, weight))  # the array handed out: alive while the entry is
+    cache.get(1, other)
+    assert storage_owner() is not None
+    del weight
+    gc.collect()
+    assert storage_owner() is None and cache._entries[0] is None
+    assert cache._entries[1] is not None  # the other slot's tensor is alive: kept
+    replacement = nn.Parameter(torch.randn(6, 5))
+    np.testing.assert_array_equal(cache.get(0, replacement), replacement.detach().numpy())
+
+
+@pytest.mark.parametrize("cache_type", [TransposedWeightCache, weights.TensorViewCache])
+def test_a_dropped_cache_frees_its_arrays_at_once(cache_type):
+    """No reference cycle through the entries' weak-reference callbacks: refcounting frees them."""
+    import gc
+    import weakref
+
+    weight = nn.Parameter(torch.randn(6, 5))
+    cache = cache_type(1)
+    handed_out = weakref.ref(cache.get(0, weight))
+    gc.disable()
+    try:
+        del cache
+        assert handed_out() is None
+    finally:
+        gc.enable()
