@@ -48,7 +48,8 @@ from .weights import aot_inputs_among, column_major_weights, module_parameter_in
 aten = torch.ops.aten
 
 # Options passed through to `compile_hlo`, with the type each must have.
-COMPILE_OPTIONS: dict[str, type] = {"fast_math": bool, "llvm_opt_level": int, "optimize": bool, "blas": bool}
+COMPILE_OPTIONS: dict[str, type] = {"fast_math": bool, "llvm_opt_level": int, "optimize": bool, "blas": bool,
+                                   "gemm": str, "num_threads": int}
 
 # Core decompositions hlojit replaces with its own lowering. The core decomposition of the CPU
 # flash-attention forward saves the softmax weights where the (undecomposed) backward expects the

@@ -163,6 +163,22 @@ def test_different_options_compile_separately():
     assert cache_info().misses == before.misses + 1
 
 
+@pytest.mark.parametrize("gemm", ["generated", "blas"])
+def test_gemm_and_thread_options_reach_the_compiler(gemm):
+    x = torch.randn(16, 8)
+    model = MLP()
+    with torch.no_grad():
+        before = cache_info()
+        assert_tree_close(compile_strict(model, gemm=gemm, num_threads=1)(x), model(x), rtol=1e-4, atol=1e-5)
+    assert cache_info().misses == before.misses + 1
+
+
+def test_an_invalid_gemm_choice_is_an_error_naming_it():
+    compiled = torch.compile(torch.sin, backend=hlojit_backend, options={"strict": True, "gemm": "fastest"})
+    with pytest.raises(Exception, match="gemm must be one of"):
+        compiled(torch.randn(3))
+
+
 def test_unknown_option_is_an_error():
     compiled = torch.compile(torch.sin, backend=hlojit_backend, options={"fastmath": True})
     with pytest.raises(Exception, match="unknown option 'fastmath'"):
