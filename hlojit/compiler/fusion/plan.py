@@ -20,7 +20,10 @@ Five structures:
   that only depend on the outer index are computed once ("hoisted"),
   expensive values read more than once are kept in a small stack buffer for
   the row, and an inner loop writes the row of the outputs. A row softmax or
-  layernorm is one pass over memory this way.
+  layernorm is one pass over memory this way. A single output that reshapes
+  into a row-major result is planned over the reshape's operand
+  (`output_reshape_operand`): a layernorm flattened to [b*s, width] for a
+  GEMM stays one row fusion.
 * DOT_EPILOGUE - one dot and elementwise consumers of its output (bias,
   activation): the dot writes the fusion's output (BLAS with the bias
   pre-filled and beta = 1, or the generated loops), then one pass applies the
@@ -211,6 +214,12 @@ def _analyze(
     structure = _structure(root_instrs, reductions, members, shape_of)
     if len({array_dims(r.shape) for r in root_instrs}) != 1 and structure is not FusionStructure.SIBLING_REDUCTIONS:
         raise FusionRefusal("the outputs have different dimensions and cannot share one loop nest")
+    if structure is FusionStructure.ROW:
+        reshaped = output_reshape_operand(root_instrs, members)
+        if reshaped is not None:
+            # Rows of the reshape's operand: see `output_reshape_operand`.
+            inner = [i for i in instructions if i.name != roots[0]]
+            return _analyze(inner, (reshaped.name,), shape_of, enforce_costs)
     indexing = analyze_indexing(instructions, roots)
     if structure is FusionStructure.ROW:
         return _analyze_row(instructions, root_instrs, reductions, indexing, shape_of, None, enforce_costs)
@@ -231,6 +240,33 @@ def _analyze(
         structure, tuple(roots), indexing, counts.evaluations, counts.contexts,
         reductions=reductions, enforce_costs=enforce_costs,
     )
+
+
+def output_reshape_operand(
+    root_instrs: Sequence[Instruction], members: Mapping[str, Instruction]
+) -> Instruction | None:
+    """The operand of a single output that reshapes a member into a row-major result, else None.
+
+    A reshape keeps the row-major order of elements, so writing its operand
+    row-major through a view of the output with the operand's dimensions
+    writes the reshape. A row fusion is planned over the operand then (codegen
+    stores through that view): a layernorm feeding a GEMM as [b*s, width]
+    keeps its reductions' kept dimensions as outer loop variables, where the
+    reshape's index arithmetic would hide them.
+    """
+    if len(root_instrs) != 1:
+        return None
+    root = root_instrs[0]
+    if root.opcode is not Opcode.RESHAPE or root.shape.is_tuple or root.shape.layout != _default_layout(root.shape):
+        return None
+    operand = members.get(root.operands[0])
+    if operand is None or operand.shape.is_tuple or _is_reduce(operand):
+        return None
+    return operand
+
+
+def _default_layout(shape: ArrayShape) -> tuple[int, ...]:
+    return tuple(reversed(range(shape.rank)))
 
 
 def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequence[Instruction]) -> FusionAnalysis:

@@ -49,6 +49,20 @@ of first copying the lazy transpose to scratch; a transpose of a fusible
 producer feeding a dot gets the same column-major layout, so the fused loop
 writes it in its producer's order and BLAS again takes it with a flag.
 
+Batched dots (attention) are different: their operands are small per-head
+matrices, and a transposed one (`q k^T` contracts k's minor dimension)
+makes the GEMMs ~1.75x slower on these sizes (64x64x32 per head: 37 vs 64
+us for 16 heads, generated kernel; OpenBLAS alike). So a view or an
+elementwise op read only by batched dots is written dense in the order the
+GEMM reads it (batch, rows, columns: `_gemm_operand_order`), and its fusion
+does the transposing, in register tiles (codegen/ops/fusion.py); the heads
+are split off the projection by a copying fusion anyway, so the order it
+writes in is free to choose. Conversely a chain of transposes and a regrouping
+reshape read only by a dot (the head merge `[b,h,s,d] -> [s*b, h*d]`) is
+made a view of its producer, when that producer writes any layout: the
+batched dot before it writes `[s, b, h, d]` itself (a row stride for its
+GEMMs) and the merge costs nothing.
+
 Only the entry computation is assigned: sub-computations (reducers, loop
 bodies, branches) keep their declared layouts, and instructions calling them
 are constrained to match.
@@ -64,6 +78,7 @@ from hlojit.ir.opcodes import Kind, Opcode
 from hlojit.ir.shape import ArrayShape, Shape, TupleShape, bitcast_permutation, default_layout, reshape_groups
 
 from ..pipeline import register_pass
+from .dce import remove_dead_instructions
 from .rewrite import module_instruction_names, unique_name
 
 Layout = tuple[int, ...]
@@ -112,6 +127,37 @@ def _reads_elements(instr: Instruction) -> bool:
     if instr.opcode.kind in _ELEMENTWISE_KINDS or instr.opcode is Opcode.REDUCE:
         return True
     return instr.opcode.kind is Kind.SHAPE and instr.opcode not in (Opcode.DYNAMIC_UPDATE_SLICE, Opcode.SCATTER)
+
+
+def _gemm_operand_order(dot: Instruction, index: int, rank: int) -> tuple[int, ...] | None:
+    """Operand `index` of a batched `dot` as its GEMMs read it without copies or transposes:
+    batch dimensions, then rows, then columns (lhs: free, contracting; rhs: contracting, free).
+    None for a dot without batch dimensions or with several contracting or free dimensions."""
+    side = "lhs" if index == 0 else "rhs"
+    batch = tuple(dot.attr(f"{side}_batch_dims", ()))
+    contracting = tuple(dot.attr(f"{side}_contracting_dims", ()))
+    free = tuple(d for d in range(rank) if d not in batch + contracting)
+    if not batch or len(contracting) != 1 or len(free) > 1:
+        return None
+    return batch + (free + contracting if index == 0 else contracting + free)
+
+
+def _regroups(instr: Instruction, operand: Shape) -> bool:
+    """Whether reshape `instr` merges or splits dimensions (not only adds or drops size-1 ones)."""
+    if instr.opcode is not Opcode.RESHAPE or operand.is_tuple:
+        return False
+    return [n for n in operand.dims if n != 1] != [n for n in instr.shape.dims if n != 1]
+
+
+def is_row_major_view_chain(computation: Computation, instr: Instruction) -> bool:
+    """Whether `instr` and the transposes/reshapes it reads through are all row-major reshapes
+    (then there is nothing to make free: they already are views)."""
+    current = instr
+    while current.opcode in (Opcode.TRANSPOSE, Opcode.RESHAPE):
+        if current.opcode is Opcode.TRANSPOSE:
+            return False
+        current = computation.by_name[current.operands[0]]
+    return True
 
 
 def _calls_computations_with_arrays(instr: Instruction) -> bool:
@@ -244,6 +290,8 @@ class _EntryAssignment:
         comp = self.computation
         self._want_shape(comp.root, self.program.result)
         for instr in reversed(comp.instructions):
+            self._want_views_into_dots(instr)
+        for instr in reversed(comp.instructions):
             layout = self.wanted.get(instr.name)
             if layout is None or instr.opcode not in (Opcode.TRANSPOSE, Opcode.RESHAPE):
                 continue
@@ -253,6 +301,45 @@ class _EntryAssignment:
             needed = operand_layout_for_view(instr, operand.shape, layout)
             if needed is not None:
                 self.wanted.setdefault(operand.name, needed)
+
+    def _want_views_into_dots(self, instr: Instruction) -> None:
+        """Make a chain of transposes and reshapes read only by dots a view of its producer.
+
+        Attention's head merge (`[b, h, s, d] -> [s, b, h, d] -> [s*b, h*d]`
+        before the output projection) is a copy unless the dot computing it
+        writes `[s, b, h, d]` itself, which costs its GEMMs nothing (a row
+        stride). When the chain ends at a producer that writes any layout (a
+        dot or an elementwise op), its members are wanted in the layouts that
+        make the chain's result row-major for free. Only chains with a
+        reshape that regroups dimensions: a transpose alone is written
+        column-major (or is a column-major bitcast of a parameter) and the
+        GEMM takes it with a transpose flag.
+        """
+        if instr.opcode not in (Opcode.TRANSPOSE, Opcode.RESHAPE) or instr.name in self.wanted:
+            return
+        users = [self.computation.by_name[user] for user in self.users.get(instr.name, ())]
+        if not users or any(user.opcode is not Opcode.DOT for user in users) or is_row_major_view_chain(
+            self.computation, instr
+        ):
+            return
+        chain: list[tuple[str, Layout]] = []
+        regroups = False
+        current, layout = instr, default_layout(instr.shape.rank)
+        while current.opcode in (Opcode.TRANSPOSE, Opcode.RESHAPE):
+            chain.append((current.name, layout))
+            regroups = regroups or _regroups(current, self.computation.by_name[current.operands[0]].shape)
+            operand = self.computation.by_name[current.operands[0]]
+            if operand.shape.is_tuple or not self._flexible_producer(operand):
+                return
+            needed = operand_layout_for_view(current, operand.shape, layout)
+            if needed is None:
+                return
+            current, layout = operand, needed
+        if not regroups:
+            return  # a transpose alone: the GEMM takes it column-major with a flag (see the docstring)
+        chain.append((current.name, layout))
+        for name, wanted in chain:
+            self.wanted.setdefault(name, wanted)
 
     def _want_shape(self, instr: Instruction, shape: Shape) -> None:
         """Record that `instr` should produce `shape` (through tuple instructions, leaf by leaf)."""
@@ -294,7 +381,7 @@ class _EntryAssignment:
             operand = self.shapes[instr.operands[0]]
             view = None if operand.is_tuple else view_layout(instr, operand)
             if wanted is None and view is not None and self._flexible_producer(instr):
-                wanted = view
+                wanted = self._dense_for_dots(instr, view)
             shape = instr.shape.with_layout(wanted if wanted is not None else default_layout(instr.shape.rank))
             # Only what layouts *made* free becomes a bitcast: a transpose or reshape between
             # row-major shapes already is a view to codegen, and fusion indexes it exactly
@@ -302,13 +389,63 @@ class _EntryAssignment:
             if (
                 view is not None
                 and _same_physical_order(shape, instr.shape.with_layout(view))
-                and not (is_row_major(operand) and is_row_major(shape))
+                and (not (is_row_major(operand) and is_row_major(shape)) or instr.operands[0] in self.views)
             ):
+                # (A row-major view of a view, e.g. the reshape after a transpose that became free,
+                # is a view of the buffer below: it can become a bitcast of a bitcast.)
                 self.views.add(instr.name)
             return shape
         if wanted is not None:
             return instr.shape.with_layout(wanted)
+        inherited = self._layout_for_dot_operand(instr)
+        if inherited is not None:
+            return instr.shape.with_layout(inherited)
         return _default(instr.shape)
+
+    def _dense_for_dots(self, instr: Instruction, view: Layout) -> Layout:
+        """`view`, unless `instr` is read only by batched dots: then their GEMM layout (`_gemm_order`).
+
+        A view of attention heads split off a projection is read by the
+        GEMMs as it lies, transposed when the dot contracts its minor
+        dimension (`q k^T`), which costs them ~1.75x (see the module
+        docstring). Written dense in the GEMM's own order it is read
+        untransposed; the fusion producing it copies the heads anyway.
+        """
+        order = self._gemm_order(instr)
+        if order is None:
+            return view
+        return layout_with_physical_order(instr.shape.dims, [d for d in order if instr.shape.dims[d] != 1])
+
+    def _layout_for_dot_operand(self, instr: Instruction) -> Layout | None:
+        """For an elementwise op read only by batched dots: their GEMM layout (`_gemm_order`), else None.
+
+        An elementwise op of a transposed view (attention's `k^T * scale`)
+        is written in the order the GEMM reads it: the fusion's loop then
+        transposes (in tiles, `codegen/ops/fusion.py`) rather than the GEMM.
+        """
+        if instr.opcode.kind not in _ELEMENTWISE_KINDS or instr.shape.rank < 2:
+            return None
+        order = self._gemm_order(instr)
+        if order is None:
+            return None
+        layout = layout_with_physical_order(instr.shape.dims, [d for d in order if instr.shape.dims[d] != 1])
+        return None if layout == default_layout(instr.shape.rank) else layout
+
+    def _gemm_order(self, instr: Instruction) -> tuple[int, ...] | None:
+        """The physical order (major first) in which every user of `instr` - all of them dots with
+        batch dimensions - reads it as dense non-transposed matrices; None otherwise."""
+        users = [self.computation.by_name[user] for user in self.users.get(instr.name, ())]
+        if not users or any(user.opcode is not Opcode.DOT for user in users):
+            return None
+        found: set[tuple[int, ...]] = set()
+        for user in users:
+            for index, operand in enumerate(user.operands):
+                if operand == instr.name:
+                    order = _gemm_operand_order(user, index, instr.shape.rank)
+                    if order is None:
+                        return None
+                    found.add(order)
+        return found.pop() if len(found) == 1 else None
 
     # -- 3. rewrite: bitcasts for views, copies where constraints are not met ---------------------
 
@@ -344,6 +481,8 @@ class _EntryAssignment:
         constant, or the output of an op emitter. Fusion would otherwise make the view the root of
         a loop over its producer, composing the producer through the view's element generator."""
         operand = self.computation.by_name[instr.operands[0]]
+        while operand.opcode in (Opcode.TRANSPOSE, Opcode.RESHAPE) and self._becomes_bitcast(operand):
+            operand = self.computation.by_name[operand.operands[0]]  # a bitcast of a buffer is that buffer
         if operand.opcode is Opcode.CONSTANT:
             return not operand.shape.is_tuple and operand.shape.rank > 0
         return not _reads_elements(operand) and operand.opcode is not Opcode.IOTA
@@ -380,6 +519,7 @@ class _EntryAssignment:
             return converted[key]
 
         result = self.program.result
+        bypassed: set[str] = set()  # bitcasts a collapsed bitcast chain no longer reads
         for instr in comp.instructions:
             shape = self.shapes[instr.name]
             operands = []
@@ -397,12 +537,26 @@ class _EntryAssignment:
             if self._becomes_bitcast(instr):
                 metadata = instr.attrs.get("metadata")
                 attrs = Attrs({"metadata": metadata}) if metadata is not None else Attrs()
+                source = by_new_name[operands[0]]
+                collapses = source.opcode is Opcode.BITCAST and source.name in new_names.values()
+                if collapses and self._consumed_whole(instr):
+                    # A bitcast of a bitcast taken whole reinterprets the buffer below: one view
+                    # (fusion would otherwise make a copy loop of the chain). Chains read element by
+                    # element stay: fusion indexes a permuting bitcast exactly.
+                    operands = [source.operands[0]]
+                    bypassed.add(source.name)
                 new = Instruction(instr.name, Opcode.BITCAST, shape, tuple(operands), attrs)
             else:
                 new = instr.replace(shape=shape, operands=tuple(operands))
             new_names[instr.name] = emit(new)
         root = convert(new_names[comp.root_name], result)
-        return comp.with_instructions(emitted, root_name=root)
+        rewritten = comp.with_instructions(emitted, root_name=root)
+        if not bypassed:
+            return rewritten
+        # Bitcasts read through by a collapsed chain may be dead now, and with them what only they
+        # read: left in place, fusion would keep computing them for nobody. (Dead code elimination
+        # of the entry, which the default passes leave without dead code anyway.)
+        return remove_dead_instructions(rewritten)
 
     def _converted(self, name: str, current: Shape, target: Shape, emit: Callable[[Instruction], str],
                    by_new_name: dict[str, Instruction]) -> str:

@@ -8,9 +8,12 @@ Three loop structures:
   input and the output and vectorizes without reassociating anything.
 * lanes: a single reduced dimension that is the minor-most one (row sums,
   softmax/layernorm statistics) is folded by W interleaved partial
-  accumulators that LLVM's SLP vectorizer turns into vector registers, then
-  the lanes are combined. This reorders the fold (as XLA's CPU backend does;
-  XLA requires reducers to be associative and commutative).
+  accumulators, then the lanes are combined by halving (lane k with lane
+  k + W/2, ...). Float add/multiply/max/min reducers keep the lanes in one
+  explicit vector (a float max in a compare-select form, checked afterwards);
+  others in W scalars that LLVM's SLP vectorizer packs. This reorders the
+  fold (as XLA's CPU backend does; XLA requires reducers to be associative
+  and commutative).
 * accumulate in registers: everything else - for every output index, loop
   over the reduced dimensions (row-major in the input's layout order) with
   the accumulators in stack slots.
@@ -75,8 +78,14 @@ class ReductionPart:
     dtypes: Sequence[DType]
 
 
+_VECTOR_REDUCER_OPCODES = frozenset({Opcode.ADD, Opcode.MULTIPLY, Opcode.MAXIMUM, Opcode.MINIMUM})
+"""Reducer roots that `Reduction._fold_vector_lanes` applies to whole vectors of lanes."""
+
 LANE_BYTES = 64
 """Partial accumulators per row reduction span this many bytes of the accumulator type (a zmm)."""
+
+VECTOR_ACCUMULATORS = 4
+"""Vector-register accumulators a row reduction with vector lanes may use (latency of the add chain)."""
 
 MAX_LANE_BODY = 256
 """Give up on lanes when W copies of the reducers would exceed this many instructions."""
@@ -156,11 +165,20 @@ class Reduction:
         widest = max(32 if dtype.is_float else max(dtype.bits, 8) for dtype in self.dtypes)
         widest = max(widest, max(dtype.bits for dtype in self.dtypes))
         lanes = max(4, LANE_BYTES * 8 // widest)
+        length = shape.dims[self.reduced[0]]
+        if self._is_plain_float_max() or self._has_vector_reducers():
+            # Whole vectors of lanes: up to VECTOR_ACCUMULATORS registers while the row has four
+            # groups of them, so the adds of a long row are not one chain of dependent adds (rows
+            # of 64 floats measured faster with one register than with two).
+            widest_lanes = lanes * VECTOR_ACCUMULATORS
+            while lanes < widest_lanes and length >= 8 * lanes:
+                lanes *= 2
+            return lanes if length >= 2 * lanes else 0
         module = self.ctx.lowering.hlo_module
         body = sum(len(module.computation(part.reducer).instructions) for part in self.parts)
         while lanes > 4 and lanes * body > MAX_LANE_BODY:
             lanes //= 2
-        return lanes if shape.dims[self.reduced[0]] >= 2 * lanes else 0
+        return lanes if length >= 2 * lanes else 0
 
     def cost_ns(self) -> float:
         """Estimated single-thread ns of the whole reduction (`parallel`'s cost model)."""
@@ -290,6 +308,8 @@ class Reduction:
             full_groups_end = builder.sub(stop, remainder, flags=["nuw", "nsw"])
         if self._is_plain_float_max():
             return self._fold_max_lanes(builder, out_index, lanes, start, stop, full_groups_end)
+        if self._has_vector_reducers():
+            return self._fold_vector_lanes(builder, out_index, lanes, start, stop, full_groups_end)
         slots = [self._slots(f"lane{k}") for k in range(lanes)]
 
         def load(group):
@@ -309,14 +329,105 @@ class Reduction:
             for k in range(lanes):
                 position = builder.add(j, T.index_constant(k), flags=["nuw", "nsw"])
                 store(slots[k], self.fold(builder, load(slots[k]), self.full_index(out_index, {dim: position})))
-        total = load(slots[0])
-        for k in range(1, lanes):
-            total = self.combine(builder, total, load(slots[k]))
-        store(slots[0], total)
+        store(slots[0], self._combine_tree(builder, [load(group) for group in slots]))
         if not static or full_groups_end < n:
             with for_range(builder, stop, start=full_groups_end, name="reduce.tail") as j:
                 store(slots[0], self.fold(builder, load(slots[0]), self.full_index(out_index, {dim: j})))
         return load(slots[0])
+
+    def _combine_tree(self, builder: ir.IRBuilder, lanes: list[list[ir.Value]]) -> list[ir.Value]:
+        """The lanes' partial results folded pairwise: lane k with lane k + W/2, then halved again.
+
+        W is a power of two. Halving keeps the dependency chain log2(W) reducer
+        applications long (a sequential fold is W - 1), and its shape is the
+        shuffle-and-combine tree LLVM turns into a few vector operations.
+        """
+        while len(lanes) > 1:
+            half = len(lanes) // 2
+            lanes = [self.combine(builder, lanes[k], lanes[k + half]) for k in range(half)]
+        return lanes[0]
+
+    def _has_vector_reducers(self) -> bool:
+        """Whether every part is one f32/f64 input whose reducer is a single add/multiply/max/min.
+
+        Those reducers are applied to whole `<lanes x float>` vectors as they
+        are (their arithmetic is lane-wise and constant-free), which keeps the
+        accumulators in one register each: LLVM's SLP vectorizer otherwise
+        packs 16 scalar accumulators into 2-wide vectors.
+        """
+        module = self.ctx.lowering.hlo_module
+        for part in self.parts:
+            if len(part.inputs) != 1 or part.dtypes[0] not in (DType.F32, DType.F64):
+                return False
+            reducer = module.computation(part.reducer)
+            root, parameters = reducer.root, reducer.parameters
+            if root.opcode not in _VECTOR_REDUCER_OPCODES or len(reducer.instructions) != 3:
+                return False
+            if len(parameters) != 2 or set(root.operands) != {p.name for p in parameters}:
+                return False
+        return True
+
+    def _fold_vector_lanes(self, builder: ir.IRBuilder, out_index: Index, lanes: int, start: ir.Value,
+                           stop: ir.Value, full_groups_end: ir.Value | int) -> list[ir.Value]:
+        """`_fold_lanes_partial` with each part's lanes in one `<lanes x float>` vector.
+
+        The same association as the scalar lanes: lane k folds elements k,
+        k + W, ... from element k itself; the lanes are then combined by
+        halving (`_combine_vector_tree`) and the tail is folded in order.
+        """
+        dim = self.reduced[0]
+        lowering = self.ctx.lowering
+        vector_types = [ir.VectorType(T.register_type(part.dtypes[0]), lanes) for part in self.parts]
+        slots = [lowering.entry_alloca(builder, vt, f"lanes{k}") for k, vt in enumerate(vector_types)]
+
+        def vectors_at(first):
+            result = []
+            for part, vector_type in zip(self.parts, vector_types):
+                vector = ir.Constant(vector_type, ir.Undefined)
+                for k in range(lanes):
+                    position = builder.add(first, T.index_constant(k), flags=["nuw", "nsw"])
+                    element = part.inputs[0](builder, self.full_index(out_index, {dim: position}))
+                    vector = builder.insert_element(vector, element, ir.Constant(T.I32, k))
+                result.append(vector)
+            return result
+
+        for slot, vector in zip(slots, vectors_at(start)):
+            builder.store(vector, slot)
+        groups_start = builder.add(start, T.index_constant(lanes), flags=["nuw", "nsw"])
+        with for_range(builder, full_groups_end, start=groups_start, step=lanes, name="reduce.vgroup") as j:
+            accumulators = [builder.load(slot, typ=vt) for slot, vt in zip(slots, vector_types)]
+            for slot, value in zip(slots, self.combine(builder, accumulators, vectors_at(j))):
+                builder.store(value, slot)
+        totals = self._combine_vector_tree(builder, [builder.load(slot, typ=vt)
+                                                     for slot, vt in zip(slots, vector_types)])
+        result = self._slots("lanes.total")
+        for slot, value in zip(result, totals):
+            slot.store(builder, (), value)
+        static = isinstance(full_groups_end, int) and isinstance(stop, ir.Constant)
+        if not static or full_groups_end < stop.constant:
+            with for_range(builder, stop, start=full_groups_end, name="reduce.tail") as j:
+                folded = self.fold(builder, [slot.load(builder, ()) for slot in result],
+                                   self.full_index(out_index, {dim: j}))
+                for slot, value in zip(result, folded):
+                    slot.store(builder, (), value)
+        return [slot.load(builder, ()) for slot in result]
+
+    def _combine_vector_tree(self, builder: ir.IRBuilder, vectors: list[ir.Value]) -> list[ir.Value]:
+        """Every part's lane vector folded to a scalar by halving: lanes k and k + W/2, and so on.
+
+        The association of `_combine_tree`, applied to the halves of the vectors
+        (one shuffle and one reducer application per halving).
+        """
+        width = vectors[0].type.count
+        while width > 1:
+            half = width // 2
+            low = ir.Constant(ir.VectorType(T.I32, half), list(range(half)))
+            high = ir.Constant(ir.VectorType(T.I32, half), list(range(half, width)))
+            lows = [builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), low) for v in vectors]
+            highs = [builder.shuffle_vector(v, ir.Constant(v.type, ir.Undefined), high) for v in vectors]
+            vectors = self.combine(builder, lows, highs)
+            width = half
+        return [builder.extract_element(v, ir.Constant(T.I32, 0)) for v in vectors]
 
     def _is_plain_float_max(self) -> bool:
         """Whether this is one float reduce whose reducer is just maximum(a, b) (IEEE, no fast-math)."""
@@ -343,7 +454,8 @@ class Reduction:
         afterwards: a NaN flag refolds the range with the exact reducer (rows
         holding inf or NaN run at the old speed), and a result of -0 becomes
         +0 if the range holds a +0 (a rescan that only runs when the maximum
-        is -0). Lanes, the tail and the init value use the exact reducer.
+        is -0). The lanes are combined with the same compare-select (by
+        halving); the tail and the init value use the exact reducer.
         """
         dtype = self.parts[0].dtypes[0]
         read = self.parts[0].inputs[0]
@@ -380,14 +492,22 @@ class Reduction:
         result = self.ctx.stack_slot(dtype, "max.result")
         accs = builder.load(acc_slot, typ=vector_type)
         flags = builder.load(flag_slot, typ=vector_type)
-        total = [builder.extract_element(accs, ir.Constant(T.I32, 0))]
-        flag = builder.extract_element(flags, ir.Constant(T.I32, 0))
-        for k in range(1, lanes):
-            lane = ir.Constant(T.I32, k)
-            total = self.combine(builder, total, [builder.extract_element(accs, lane)])
-            flag = builder.fadd(flag, builder.extract_element(flags, lane))
-        result.store(builder, (), total[0])
-        with if_then(builder, builder.fcmp_unordered("uno", flag, flag), name="max.special"):
+        # The lanes combined with the same compare-select: exact unless the range holds a NaN or
+        # an infinity (then refolded below) or the maximum is a zero (sign fixed below).
+        width = lanes
+        while width > 1:
+            half = width // 2
+            low = builder.shuffle_vector(accs, ir.Constant(accs.type, ir.Undefined),
+                                         ir.Constant(ir.VectorType(T.I32, half), list(range(half))))
+            high = builder.shuffle_vector(accs, ir.Constant(accs.type, ir.Undefined),
+                                          ir.Constant(ir.VectorType(T.I32, half), list(range(half, width))))
+            accs = builder.select(builder.fcmp_ordered(">", high, low), high, low)
+            width = half
+        result.store(builder, (), builder.extract_element(accs, ir.Constant(T.I32, 0)))
+        # Any lane's flag NaN: one vector compare, its mask read as an integer.
+        nan_lanes = builder.bitcast(builder.fcmp_unordered("uno", flags, flags), ir.IntType(lanes))
+        special = builder.icmp_unsigned("!=", nan_lanes, ir.Constant(ir.IntType(lanes), 0))
+        with if_then(builder, special, name="max.special"):
             # An inf or NaN in the range: fold the lanes' part again with the exact reducer.
             result.store(builder, (), element(start))
             first = builder.add(start, T.index_constant(1), flags=["nuw", "nsw"])
