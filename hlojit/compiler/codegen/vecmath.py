@@ -113,6 +113,8 @@ afterwards.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import struct
 from typing import Callable, Sequence
@@ -239,6 +241,15 @@ _PIO4_HILO64 = (_h("0x1.921fb54442d18p-1"), _h("0x1.1a62633145c07p-55"))
 _TAN_PI_8 = _h("0x1.a827999fcef32p-2")
 
 
+
+@functools.cache
+def host_has_fma() -> bool:
+    """Whether the host CPU fuses multiply-add in hardware (generated code is for the host only)."""
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    return bool(features.get("fma", False) or features.get("neon", False))  # every AArch64 core has FMA
+
 class _F:
     """Strict-IEEE arithmetic on one float type (scalar or vector) for a builder."""
 
@@ -321,8 +332,17 @@ class _F:
         return self.b.call(self._intrinsic("fma", 3), [a, b, c])
 
     def mad(self, a, b, c):
-        """a*b+c, fused when the target has FMA, never a library call."""
-        return self.b.call(self._intrinsic("fmuladd", 3), [a, b, c])
+        """a*b+c, fused when the host has FMA, never a library call.
+
+        Not ``llvm.fmuladd``: LLVM may fuse it or not per occurrence, and its
+        constant folder evaluates it unfused while x86 code computes it fused,
+        so the same expm1 of a constant gave results one ulp apart depending
+        on whether a loop was split over threads (found by the fuzzer). The
+        choice is made once per host instead: fused everywhere, or never.
+        """
+        if host_has_fma():
+            return self.b.call(self._intrinsic("fma", 3), [a, b, c])
+        return self.b.fadd(self.b.fmul(a, b), c)
 
     def abs(self, a):
         return self.b.call(self._intrinsic("fabs", 1), [a])
