@@ -66,6 +66,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Union
 
+from . import thread_pool
 from .object_loader import NATIVE_LOADING_SUPPORTED, MalformedObjectError, NativeImage, UnsupportedObject
 
 # Read by tests/runtime/test_cache.py (owned elsewhere); new code reads the object_loader name.
@@ -205,6 +206,12 @@ def register_symbol(name: str, address: int) -> None:
             _binding.add_symbol(name, address)
 
 
+# The launcher slot of generated parallel regions (`thread_pool`) exists in every process that
+# loads code; loading code that references it activates the pool (in `_resolve_symbol` and the
+# MCJIT path), so a process without parallel code never loads libgomp.
+register_symbol(thread_pool.LAUNCHER_SYMBOL, thread_pool.launcher_slot_address())
+
+
 # ---------------------------------------------------------------------------
 # Optimization
 
@@ -296,6 +303,8 @@ def _process_symbol(name: str) -> int | None:
 
 def _resolve_symbol(name: str, libraries: tuple[str, ...]) -> int | None:
     """The address `name` resolves to for loaded code, in MCJIT's order (see the module docstring)."""
+    if name == thread_pool.LAUNCHER_SYMBOL:
+        thread_pool.activate()  # the code runs parallel regions: start using the pool
     address = _registered_symbols.get(name)
     if address is not None:
         return address
@@ -430,6 +439,8 @@ class CompiledLibrary:
             self.fallback_reason = refusal.reason
             # The object's own unresolved names too: MCJIT would bind them to 0 silently.
             checked = tuple(dict.fromkeys(externals + refusal.unresolved))
+            if thread_pool.LAUNCHER_SYMBOL in checked:
+                thread_pool.activate()
             self._engine = self._load_with_mcjit(obj, checked, libraries)
             return
         self._image = image

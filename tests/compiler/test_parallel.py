@@ -250,6 +250,7 @@ import ctypes, sys
 import numpy as np
 import llvmlite.binding as llvm
 from hlojit.api import compile_hlo
+from hlojit.runtime import thread_pool
 from tests.compiler.test_parallel import SUM_OF_SQUARES
 
 calls = []
@@ -262,7 +263,9 @@ force = {"parallel_min_work_ns": 0.0, "parallel_block_elements": 256}
 text = SUM_OF_SQUARES % {"n": 4099}
 x = np.random.default_rng(0).standard_normal(4099).astype(np.float32)
 one = compile_hlo(text, num_threads=1, cache=False, **force)(x)
-four = compile_hlo(text, num_threads=4, cache=False, **force)(x)
+four_threads = compile_hlo(text, num_threads=4, cache=False, **force)
+with thread_pool.disabled():  # the per-region pthread path (without libgomp, or after fork)
+    four = four_threads(x)
 assert len(calls) == 3, calls
 assert one.tobytes() == four.tobytes(), (one, four)
 print("ok")
@@ -270,7 +273,7 @@ print("ok")
 
 
 def test_failed_thread_start_leaves_its_blocks_to_the_other_workers():
-    """With pthread_create failing (EAGAIN), the calling thread runs every block itself."""
+    """On the pthread path, with pthread_create failing (EAGAIN), the caller runs every block itself."""
     import subprocess
     import sys
     from pathlib import Path

@@ -143,13 +143,23 @@ GENERATED_MAX_MACS_THREADED = SINGLE_THREAD_MAX_MACS
 
 Below it OpenBLAS runs on the calling thread anyway (`SINGLE_THREAD_MAX_MACS`)
 and the generated kernel is faster there. Above it OpenBLAS splits the GEMM
-over its thread pool, which starts work far more cheaply than generated code's
-per-call threads (`parallel.THREAD_START_NS`). Medians on the shared VM with 2
-threads (load 2.5-3.5, 0.2 s idle before each system so OpenBLAS's workers stop
-spinning), OpenBLAS / generated split in two / generated on one thread, us:
+over its own threads. Medians on the shared VM with 2 threads (load 2.5-3.5,
+0.2 s idle before each system so OpenBLAS's workers stop spinning), OpenBLAS /
+generated split in two (per-region pthreads) / generated on one thread, us:
 64x512x256 109/145/144, 64x512x512 212/348/305, 256x384x128 151/246/216,
 256x128x512 181/334/286. On an idle machine the split pays off only from about
 512^3 (1.33 ms against 2.43 on one thread; OpenBLAS 1.39).
+
+Since generated regions run on the persistent pool (hlojit/runtime/thread_pool.py,
+~10-25 us a region) the trade-off is OpenBLAS's speed when it gets the second
+core against its stalls when it does not: medians of 100-200 interleaved calls,
+generated on 2 threads (pool) / generated on 1 / OpenBLAS on 2, us. At load
+1.4: 64x512x256 159/145/102, 64x512x512 302/288/196, 256x384x128 147/217/130,
+256x128x512 300/286/174, 512^3 1426/2369/1375. At load 4.7 (other engineers'
+test runs): 259/160/23549, 378/313/225 (p90 35616), 309/220/23451, 364/289/11333,
+8000/2641/25751. OpenBLAS's threads spin and wait for each other, and lose whole
+scheduler quanta when a core is taken; the generated kernel's worst case is the
+one-thread time plus a region.
 """
 
 
