@@ -344,6 +344,19 @@ def test_blas_off_uses_loops():
     assert not uses_blas(check(matmul(64, 64, 64), blas=False))
 
 
+@pytest.mark.parametrize("case, generated", [
+    (matmul(64, 96, 40), True),
+    (matmul(33, 20, 7, lhs_transposed=True, dtype="f64"), True),
+    (Dot((3, 16, 24), (3, 24, 40), (2,), (1,), (0,), (0,)), True),
+    (matmul(64, 96, 40, rhs_transposed=True), False),  # B read across its rows: generated loops
+], ids=["f32", "f64-lhs-transposed", "batched", "rhs-transposed"])
+def test_without_blas_auto_takes_the_generated_gemm_where_it_can(case, generated):
+    """numpy without the bundled OpenBLAS (or blas=False): dots still run on register tiles, never a BLAS call."""
+    executable = check(case, blas=False, gemm="auto")
+    assert not uses_blas(executable)
+    assert ("rg.kk" in executable.llvm_ir) == generated
+
+
 def test_batched_attention_shape():
     """Per-batch calls: 4 x [64,32] @ [32,64], the query-key product of attention (k contracted on both)."""
     executable = check(Dot((4, 64, 32), (4, 64, 32), (2,), (2,), (0,), (0,)))

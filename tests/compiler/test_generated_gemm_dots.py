@@ -177,12 +177,13 @@ def test_options_validate_the_choice():
     (64, 512, 512, 2, False),         # 16M with 2 threads: OpenBLAS's thread pool
 ])
 def test_auto_thresholds(m, n, k, threads, expected):
-    options = CodegenOptions(num_threads=threads)
+    options = CodegenOptions(num_threads=threads, blas=True)  # the BLAS-or-generated choice
     assert gemm.use_generated_gemm(options, DType.F32, False, m, n, k) == expected
     assert not gemm.use_generated_gemm(options, DType.F32, True, m, n, k)            # B not unit-stride
     assert not gemm.use_generated_gemm(None, DType.F32, False, m, n, k)              # no EmitContext
     assert not gemm.use_generated_gemm(CodegenOptions(gemm="blas"), DType.F32, False, m, n, k)
     assert gemm.use_generated_gemm(CodegenOptions(gemm="generated"), DType.F64, False, m, n, k)
+    assert gemm.use_generated_gemm(CodegenOptions(num_threads=threads, blas=False), DType.F32, False, m, n, k)
 
 
 @pytest.mark.parametrize("choice, generated", [("auto", True), ("generated", True), ("blas", False)])

@@ -246,8 +246,14 @@ def _plan_if_worth(instruction: Instruction, operand_shapes: Sequence[Shape] | N
 
 
 def _applies(instruction: Instruction, options: CodegenOptions, operand_shapes: Sequence[Shape] = ()) -> bool:
-    """BLAS is loaded, every type is f32 (or every type f64), and the product is big enough."""
-    return blas_enabled(options) and _plan_if_worth(instruction, operand_shapes) is not None
+    """Every type is f32 (or every type f64), the product is big enough, and BLAS is loaded or not needed."""
+    plan = _plan_if_worth(instruction, operand_shapes)
+    return plan is not None and _gemms_available(options, plan, instruction.shape.dtype)
+
+
+def _gemms_available(options: CodegenOptions, plan: DotPlan, dtype) -> bool:
+    """BLAS is loaded, or every product of the plan is the generated GEMM (which needs no library)."""
+    return blas_enabled(options) or generated_gemms(options, plan, dtype)
 
 
 def _temp_shapes(instruction: Instruction, operand_shapes: Sequence[Shape] = ()) -> list[ArrayShape]:
@@ -320,7 +326,9 @@ def emit_dot_epilogue(ctx: EmitContext) -> None:
     out = ctx.output
     arguments = [ctx.operand_value(i).generator() for i in range(ctx.num_operands)]
     operands = [ctx.operand_buffer(fused.by_name[name].parameter_number) for name in dot.operands]
-    gemm_plan = _plan_if_worth(dot, [o.shape for o in operands]) if blas_enabled(ctx.options) else None
+    gemm_plan = _plan_if_worth(dot, [o.shape for o in operands])
+    if gemm_plan is not None and not _gemms_available(ctx.options, gemm_plan, out.dtype):
+        gemm_plan = None
     if gemm_plan is not None:
         if gemm_plan.temp_shapes:
             raise ctx.error(f"internal: fused dot {dot.name} needs scratch its fusion does not have")

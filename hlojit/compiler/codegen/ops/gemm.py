@@ -179,13 +179,15 @@ def use_generated_gemm(
     "blas" never, "auto" up to `GENERATED_MAX_MACS` at one thread and below
     `GENERATED_MAX_MACS_THREADED` with more, except for outputs between one
     and two vectors wide (comment below). No options (a caller without an
-    `EmitContext`): never.
+    `EmitContext`): never. Without BLAS (``CodegenOptions.blas`` false: numpy
+    built on another BLAS, or BLAS turned off) "auto" takes it wherever it can:
+    the alternative is the generated-loop dot, far slower than either.
     """
     if options is None or options.gemm == "blas" or dtype not in KERNEL_DTYPES or trans_b:
         return False
     if not all(isinstance(size, int) for size in (m, n, k)):
         return False
-    if options.gemm == "generated":
+    if options.gemm == "generated" or not options.blas:
         return True
     width = lanes(dtype)
     if width < n < 2 * width and n % width:
