@@ -8,6 +8,8 @@ IR contains: the kernel's k loop (``rg.kk``) or a CBLAS GEMM symbol.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 
 from hlojit.api import blas_available, compile_hlo
 from hlojit.compiler.codegen.ops import dot_blas, gemm
+from hlojit.compiler.codegen.ops.register_gemm import choose_tile
 from hlojit.compiler.codegen.options import CodegenOptions
 from hlojit.ir.dtypes import DType
 from hlojit.ir.interpreter import evaluate
@@ -218,3 +221,48 @@ def test_epilogue_of_a_gemm_split_over_threads_is_bit_identical():
     np.testing.assert_array_equal(one(x, w, bias), two(x, w, bias))
     want = np.maximum(x.astype(np.float64) @ w.astype(np.float64) + bias, 0)
     np.testing.assert_allclose(two(x, w, bias), want, rtol=1e-4, atol=1e-4)
+
+
+# --- shared tile functions ------------------------------------------------------------------------------
+
+
+SHARED_TILES = """HloModule shared_tiles
+ENTRY e {
+  x = f32[64,96] parameter(0)
+  w1 = f32[96,64] parameter(1)
+  w2 = f32[64,64] parameter(2)
+  w3 = f32[64,10] parameter(3)
+  h1 = f32[64,64] dot(x, w1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  h2 = f32[64,64] dot(h1, w2), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  h3 = f32[64,64] dot(h2, w2), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT y = f32[64,10] dot(h3, w3), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}"""
+
+
+def test_gemms_of_one_tile_share_its_function(dots_everywhere):
+    """Three 64x64 products (K 96, 64, 64) call one 6x4 tile function and one 4x4 for their last 4 rows;
+    the 64x10 product adds a masked 8x1.
+
+    Each distinct tile is one internal function of the module however many GEMMs use it, so LLVM
+    compiles it once (register_gemm's module doc, "Compile time").
+    """
+    executable = compile_hlo(SHARED_TILES, blas=True, gemm="generated", num_threads=1)
+    llvm_ir = executable.llvm_ir
+    defined = sorted(re.findall(r'define internal void @"(hlojit\.gemm_tile\.[^"]+)"', llvm_ir))
+    assert defined == ["hlojit.gemm_tile.f32.4x4x16.full.set.a_k", "hlojit.gemm_tile.f32.6x4x16.full.set.a_k",
+                       "hlojit.gemm_tile.f32.8x1x16.m10.set.a_k"]
+    calls = re.findall(r'call void @"(hlojit\.gemm_tile\.[^"]+)"', llvm_ir)
+    assert [calls.count(name) for name in defined] == [3, 3, 1]
+    assert "cblas" not in llvm_ir
+    x, w1, w2, w3 = (RNG.standard_normal(s).astype(np.float32) for s in ((64, 96), (96, 64), (64, 64), (64, 10)))
+    want = ((x.astype(np.float64) @ w1 @ w2) @ w2) @ w3
+    np.testing.assert_allclose(executable(x, w1, w2, w3), want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("m, n, rows", [(96, 512, 6), (64, 512, 6), (64, 32, 8), (64, 10, 8), (96, 48, 8),
+                                        (48, 20, 12), (8, 10, 8)])
+def test_tiles_divide_the_rows_when_they_can(m, n, rows):
+    """`choose_tile` takes rows that divide m (no tail-row tile function) among the full-speed ones;
+    64 rows of 4 vectors have no such divisor (6 rows only) and take a 4-row tail."""
+    tile = choose_tile(DType.F32, m, n)
+    assert tile.rows == rows

@@ -101,3 +101,36 @@ def test_every_tile_shape_covers_every_size_exactly(m, n, k, rows, vectors, tran
 def test_beta_other_than_zero_or_one_is_refused():
     with pytest.raises(ValueError, match="beta 0 or 1"):
         _compile(DType.F32, 2, 2, 2, (2, 1), 2, 2, 0.5, DEFAULT_TILE)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=lambda d: d.text)
+def test_a_read_through_two_non_unit_strides(dtype):
+    """A tile function taking both of A's strides at run time (every other column of a wider A)."""
+    m, n, k = 13, 40, 9
+    rng = np.random.default_rng(3)
+    npdtype = DTYPES[dtype]
+    wide = rng.standard_normal((m, 2 * k)).astype(npdtype)
+    b = rng.standard_normal((k, n)).astype(npdtype)
+    c = np.zeros((m, n), npdtype)
+    library, call = _compile(dtype, m, n, k, (2 * k, 2), n, n, 0.0, choose_tile(dtype, m, n))
+    call(wide.ctypes.data, b.ctypes.data, c.ctypes.data)
+    want = wide[:, ::2].astype(np.float64) @ b.astype(np.float64)
+    tolerance = 1e-4 if dtype is DType.F32 else 1e-12
+    np.testing.assert_allclose(c, want, rtol=tolerance, atol=tolerance * k)
+    library.close()
+
+
+def test_one_function_per_distinct_tile():
+    """Two GEMMs of the same tile in one module call one tile function; a third shape adds its own."""
+    module = ir.Module("shared_tiles_test")
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [T.PTR] * 3), "gemms")
+    b = ir.IRBuilder(function.append_basic_block("entry"))
+    a, bm, c = function.args
+    emit_register_gemm(b, DType.F32, 96, 64, 32, a, 32, 1, bm, 64, c, 64)
+    emit_register_gemm(b, DType.F32, 48, 64, 16, a, 16, 1, bm, 64, c, 64)
+    emit_register_gemm(b, DType.F32, 96, 64, 32, a, 1, 96, bm, 64, c, 64, 1.0)
+    b.ret_void()
+    text = str(module)
+    defined = sorted(line.split('@"')[1].split('"')[0] for line in text.splitlines()
+                     if line.startswith("define internal void"))
+    assert defined == ["hlojit.gemm_tile.f32.6x4x16.full.acc.a_row", "hlojit.gemm_tile.f32.6x4x16.full.set.a_k"]

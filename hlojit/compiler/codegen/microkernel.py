@@ -24,6 +24,12 @@ Measured on the 2-vCPU Zen 4 VM (AVX-512, one thread) on 64x256x512 and
 
 Each product is summed in increasing k order with one FMA per step, the same
 order for every tile size and thread count, so results do not depend on tiling.
+
+Compile time: a tile is a few dozen vector instructions that LLVM takes ~5 ms
+to optimize and ~4 ms to compile to machine code (one Zen 4 core). Emitted at
+every call site (full tile, tail rows, tail columns of every GEMM) that made
+the bench transformer's LLVM time 3x. `tile_function` gives each distinct tile
+one internal, never-inlined function per module, which every call site calls.
 """
 
 from __future__ import annotations
@@ -129,6 +135,7 @@ def multiply_accumulate(
     name: str = "mk",
     *,
     vector_lanes: int | None = None,
+    unroll: bool = True,
 ) -> list[list[ir.Value]]:
     """Emit the k loop of one register tile; return its accumulators ``[row][vector]`` after it.
 
@@ -139,7 +146,8 @@ def multiply_accumulate(
     vector); `load_b` must then return vectors of that many lanes. A tile of
     a few trailing columns uses it: on Zen 4 a 256-bit (or narrower) FMA
     issues twice per cycle where a 512-bit one issues once, so 4 columns in
-    a 4-lane vector cost half of a masked 16-lane one.
+    a 4-lane vector cost half of a masked 16-lane one. `unroll` False marks
+    the loop ``llvm.loop.unroll.disable`` (see `register_gemm.TILE_UNROLL`).
     """
     vtype = vector_type(dtype, vector_lanes)
     fma = declare(b.module, f"llvm.fma.v{vtype.count}{_suffix(dtype)}", vtype, [vtype] * 3)
@@ -175,7 +183,61 @@ def multiply_accumulate(
     for row in range(tile.rows):
         for vector in range(tile.vectors):
             accumulators[row][vector].add_incoming(updated[row][vector], latch)
-    b.branch(header)
+    back_edge = b.branch(header)
+    if not unroll:
+        back_edge.set_metadata("llvm.loop", _no_unroll_loop_id(b.module))
 
     b.position_at_end(done)
     return [list(row) for row in accumulators]
+
+
+def _no_unroll_loop_id(module: ir.Module) -> ir.MDValue:
+    """A fresh loop-ID node ``!N = !{!N, !{"llvm.loop.unroll.disable"}}`` (unique by its self-reference)."""
+    disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
+    marker = ir.MetaDataString(module, f"hlojit.tile.loop.{len(module.metadata)}")
+    node = module.add_metadata([marker, disable])
+    node.operands = (node, disable)
+    return node
+
+
+TileParameter = tuple[str, ir.Type, tuple[str, ...]]
+"""(name, type, parameter attributes such as "noalias") of one argument of a tile function."""
+
+
+def tile_function(
+    b: ir.IRBuilder,
+    name: str,
+    parameters: Sequence[TileParameter],
+    emit_body: Callable[[ir.IRBuilder, list[ir.Argument]], None],
+) -> ir.Function:
+    """The module's internal, never-inlined function `name`; `emit_body` defines it on first use.
+
+    How generated GEMMs and convolutions share their register tiles: every
+    call site of a tile with the same code (the caller puts whatever changes
+    the code into `name`) calls one function, so LLVM optimizes and compiles
+    each distinct tile once per module instead of once per site, and a
+    module with many GEMMs takes a handful of tile functions. The call costs
+    a few cycles against a tile's ``K x rows x vectors`` FMAs. `emit_body`
+    gets a builder in the entry block and the arguments; it must leave the
+    builder in a block without a terminator (the ``ret void`` is added).
+    The function inherits the caller's string attributes (target tuning).
+    """
+    module = b.module
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    function = ir.Function(module, ir.FunctionType(ir.VoidType(), [typ for _, typ, _ in parameters]), name)
+    function.linkage = "internal"
+    for attribute in b.function.attributes:
+        if attribute not in ("noinline", "alwaysinline"):
+            set.add(function.attributes, attribute)
+    function.attributes.add("nounwind")
+    function.attributes.add("noinline")
+    for argument, (argument_name, _, attributes) in zip(function.args, parameters):
+        argument.name = argument_name
+        for attribute in attributes:
+            argument.add_attribute(attribute)
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    emit_body(builder, list(function.args))
+    builder.ret_void()
+    return function
