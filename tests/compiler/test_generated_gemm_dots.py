@@ -177,7 +177,8 @@ def test_options_validate_the_choice():
     (64, 20, 512, 1, False),          # one vector and a narrow tail: OpenBLAS
     (64, 40, 512, 1, True),
     (64, 256, 128, 2, True),          # 2M: OpenBLAS would run on one thread too
-    (64, 512, 512, 2, False),         # 16M with 2 threads: OpenBLAS's thread pool
+    (64, 512, 512, 2, True),          # 16M with 2 threads: generated, split on the pool
+    (256, 4096, 1024, 2, False),      # beyond GENERATED_MAX_MACS: OpenBLAS
 ])
 def test_auto_thresholds(m, n, k, threads, expected):
     options = CodegenOptions(num_threads=threads, blas=True)  # the BLAS-or-generated choice

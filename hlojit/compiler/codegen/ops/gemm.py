@@ -138,28 +138,29 @@ Beyond, OpenBLAS's packing and cache blocking win: 128x2048x2048 13.3/12.3 ms,
 reads B in place, and long B rows stop fitting the caches).
 """
 
-GENERATED_MAX_MACS_THREADED = SINGLE_THREAD_MAX_MACS
-"""With more than one thread, "auto" generates only GEMMs of fewer multiply-adds than this.
+GENERATED_MAX_MACS_THREADED = GENERATED_MAX_MACS + 1
+"""With more than one thread, "auto" generates GEMMs of fewer multiply-adds than this: the one-thread bound.
 
-Below it OpenBLAS runs on the calling thread anyway (`SINGLE_THREAD_MAX_MACS`)
-and the generated kernel is faster there. Above it OpenBLAS splits the GEMM
-over its own threads. Medians on the shared VM with 2 threads (load 2.5-3.5,
-0.2 s idle before each system so OpenBLAS's workers stop spinning), OpenBLAS /
-generated split in two (per-region pthreads) / generated on one thread, us:
-64x512x256 109/145/144, 64x512x512 212/348/305, 256x384x128 151/246/216,
-256x128x512 181/334/286. On an idle machine the split pays off only from about
-512^3 (1.33 ms against 2.43 on one thread; OpenBLAS 1.39).
+While generated regions started their own threads (~60 us a region) this was
+`SINGLE_THREAD_MAX_MACS` (below it OpenBLAS runs on the calling thread anyway):
+medians on the shared VM with 2 threads (load 2.5-3.5), OpenBLAS / generated
+split in two (per-region pthreads) / generated on one thread, us: 64x512x256
+109/145/144, 64x512x512 212/348/305, 256x384x128 151/246/216, 256x128x512
+181/334/286.
 
-Since generated regions run on the persistent pool (hlojit/runtime/thread_pool.py,
-~10-25 us a region) the trade-off is OpenBLAS's speed when it gets the second
-core against its stalls when it does not: medians of 100-200 interleaved calls,
-generated on 2 threads (pool) / generated on 1 / OpenBLAS on 2, us. At load
+Generated regions now run on the persistent pool (hlojit/runtime/thread_pool.py,
+~10-25 us a region), and the trade-off is OpenBLAS's speed when it gets the
+second core against its stalls when it does not: generated on 2 threads (pool) /
+generated on 1 / OpenBLAS on 2, medians of 100-200 interleaved calls, us. At load
 1.4: 64x512x256 159/145/102, 64x512x512 302/288/196, 256x384x128 147/217/130,
-256x128x512 300/286/174, 512^3 1426/2369/1375. At load 4.7 (other engineers'
-test runs): 259/160/23549, 378/313/225 (p90 35616), 309/220/23451, 364/289/11333,
-8000/2641/25751. OpenBLAS's threads spin and wait for each other, and lose whole
-scheduler quanta when a core is taken; the generated kernel's worst case is the
-one-thread time plus a region.
+256x128x512 300/286/174, 512^3 1426/2369/1375. At load 4.7: 259/160/23549,
+378/313/225 (p90 35616), 309/220/23451, 364/289/11333, 8000/2641/25751.
+OpenBLAS's threads spin and wait for each other and lose whole scheduler quanta
+when a core is taken; the generated kernel's worst case is its one-thread time
+plus a region. The bench models at default threads, generated: MLP 475 us
+(onnxruntime 474), transformer 0.78-0.82x onnxruntime's time, where OpenBLAS's
+threads gave p90s of 48-100 ms. Predictable latency wins; the largest products
+(beyond `GENERATED_MAX_MACS`) keep OpenBLAS, whose packing wins there.
 """
 
 
