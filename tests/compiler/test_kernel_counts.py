@@ -341,3 +341,75 @@ def test_kernels_inside_a_loop_body_are_counted_once():
     assert [k.what for k in unfused if k.what in ("tanh", "negate")] == ["tanh", "negate"]
     assert "fusion(kLoop)" in [k.what for k in fused]
     assert len(fused) < len(unfused)
+
+
+def cnn_hlo(batch: int, size: int, widths: tuple[int, int, int], classes: int) -> str:
+    """The bench CNN as the ONNX front end lowers it: two (conv 3x3 + bias + ReLU + 2x2 max pool) layers,
+    conv + bias + ReLU + global average pool, then a classifier dot with its bias."""
+    lines = ["HloModule cnn", _REDUCERS, "ENTRY main {", f"  x0 = f32[{batch},3,{size},{size}] parameter(0)"]
+    channels, number = 3, 1
+    for layer, width in enumerate(widths):
+        conv = f"f32[{batch},{width},{size},{size}]"
+        x = f"x{layer}"
+        lines += [
+            f"  k{layer} = f32[{width},{channels},3,3] parameter({number})",
+            f"  b{layer} = f32[{width}] parameter({number + 1})",
+            f"  conv{layer} = {conv} convolution({x}, k{layer}), window={{size=3x3 pad=1_1x1_1}}, "
+            "dim_labels=bf01_oi01->bf01",
+            f"  bias{layer} = {conv} broadcast(b{layer}), dimensions={{1}}",
+            f"  add{layer} = {conv} add(conv{layer}, bias{layer})",
+            f"  zero{layer} = f32[] constant(0)",
+            f"  zeros{layer} = {conv} broadcast(zero{layer}), dimensions={{}}",
+            f"  relu{layer} = {conv} maximum(add{layer}, zeros{layer})",
+        ]
+        number += 2
+        channels = width
+        if layer == len(widths) - 1:
+            break
+        half = size // 2
+        pooled = f"f32[{batch},{width},{half},{half}]"
+        for row in (0, 1):
+            for col in (0, 1):
+                lines.append(f"  s{layer}{row}{col} = {pooled} slice(relu{layer}), slice={{[0:{batch}:1], "
+                             f"[0:{width}:1], [{row}:{size - 1 + row}:2], [{col}:{size - 1 + col}:2]}}")
+        lines += [
+            f"  m{layer}a = {pooled} maximum(s{layer}00, s{layer}01)",
+            f"  m{layer}b = {pooled} maximum(m{layer}a, s{layer}10)",
+            f"  x{layer + 1} = {pooled} maximum(m{layer}b, s{layer}11)",
+        ]
+        size = half
+    last = len(widths) - 1
+    features = f"f32[{batch},{channels}]"
+    lines += [
+        f"  sum = {features} reduce(relu{last}, zero{last}), dimensions={{2,3}}, to_apply=add_f32",
+        f"  scale = f32[] constant({1.0 / (size * size)})",
+        f"  scales = {features} broadcast(scale), dimensions={{}}",
+        f"  mean = {features} multiply(sum, scales)",
+        f"  w = f32[{channels},{classes}] parameter({number})",
+        f"  logits = f32[{batch},{classes}] dot(mean, w), lhs_contracting_dims={{1}}, rhs_contracting_dims={{0}}",
+        f"  c = f32[{classes}] parameter({number + 1})",
+        f"  cb = f32[{batch},{classes}] broadcast(c), dimensions={{1}}",
+        f"  ROOT out = f32[{batch},{classes}] add(logits, cb)",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_cnn_convolutions_take_their_bias_relu_and_pool():
+    # Feature counts below the Winograd lowering's thresholds: every convolution runs the direct
+    # lowering, so the planner fuses each epilogue the emitter takes (test_convolution_epilogue_fusion.py
+    # has the Winograd case, which stays unfused).
+    before, after = _lowered(cnn_hlo(batch=2, size=16, widths=(4, 8, 8), classes=5))
+    kernels = module_kernels(after, OPTIONS)
+    # Each pooled layer is one kernel: the convolution applies bias and ReLU to its accumulators and
+    # stores only the pool's maxima. The last convolution's ReLU feeds a reduction, which its epilogue
+    # cannot take: it stays a convolution followed by the row fusion of bias, ReLU and mean.
+    assert [k.what for k in kernels] == [
+        "fusion(kOutput)", "fusion(kOutput)", "convolution", "fusion(kInput)", "fusion(kOutput)",
+    ]
+    before_kernels = module_kernels(before, OPTIONS)
+    assert len(kernels) < len(before_kernels)
+    # The pooled layers write only their pooled output: no full-size intermediate is stored.
+    pooled_bytes = [2 * 4 * 8 * 8 * F32, 2 * 8 * 4 * 4 * F32]
+    assert [k.bytes_written for k in kernels[:2]] == pooled_bytes
+    _assert_fused_matches_interpreter(before, after, _inputs(before))

@@ -5,7 +5,9 @@ Modules, one concept each:
     indexing.py   how each dimension of a fused instruction is indexed (loop variables)
     plan.py       what a set of fused instructions forms (loop, reduction, sibling
                   reductions, row fusion, dot epilogue: a `kOutput` fusion whose dot
-                  writes the output and whose elementwise tail runs over it in place)
+                  writes the output and whose elementwise tail runs over it in place,
+                  convolution epilogue: a `kOutput` fusion whose convolution applies
+                  bias, activation and a 2x2 max pool to its accumulators)
                   and how it is evaluated: the contract with codegen
                   (`plan_fusion`), analyzed incrementally by the pass (`extend_analysis`)
     decisions.py  which instructions may fuse at all; `FusionDecision` records

@@ -70,6 +70,8 @@ def member_refusal(instr: Instruction) -> str | None:
         return "non-scalar constants are not fused: they stay read-only globals the fusion reads"
     if opcode is Opcode.DOT and not instr.shape.is_tuple:
         return None  # only as the head of its elementwise epilogue (plan.py, DOT_EPILOGUE)
+    if opcode is Opcode.CONVOLUTION and not instr.shape.is_tuple:
+        return None  # only as the head of its epilogue chain (plan.py, CONVOLUTION_EPILOGUE)
     if opcode.kind is Kind.TUPLE:
         return f"{opcode.text} only forwards values; the instruction producing them is the kernel"
     if opcode.kind is Kind.CONTROL:
@@ -96,5 +98,5 @@ def is_free_to_duplicate(instr: Instruction) -> bool:
 
 
 def is_expensive(instr: Instruction) -> bool:
-    """Whether computing `instr` twice costs real work: the opcode table's flag, and every dot."""
-    return instr.opcode.info.expensive or instr.opcode is Opcode.DOT
+    """Whether computing `instr` twice costs real work: the opcode table's flag, every dot and convolution."""
+    return instr.opcode.info.expensive or instr.opcode in (Opcode.DOT, Opcode.CONVOLUTION)

@@ -27,6 +27,12 @@ Multi-output (sibling) fusion:
   a single other group folds into it (XLA's FusionMerger), which picks up
   producers refused earlier because their users were still apart.
 
+Convolution epilogues: a convolution joins the group of its elementwise
+consumers like a dot does (plan.py decides, with the emitter's own check).
+A convolution the walk refused is offered to that group again once the walk
+is complete (`fuse_convolution_heads`): its bias broadcast may have joined
+only after it was visited.
+
 Groups with fewer than two instructions besides constants are not worth a
 fusion and are dropped (the instruction is emitted as it was).
 """
@@ -38,6 +44,8 @@ from typing import Callable
 from hlojit.ir.module import Computation, Instruction
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.shape import Shape
+
+from ..buffers import is_view
 
 from .decisions import (
     FusionDecision, is_expensive, is_free_to_duplicate, may_start_fusion, member_refusal,
@@ -152,6 +160,7 @@ class _Grouper:
         for instr in reversed(self.comp.instructions):
             if instr.name in self.live:
                 self.visit(instr)
+        self.fuse_convolution_heads()
         while self.merge_siblings() | self.merge_into_consumers():
             pass
         formed = [g for g in self.groups if _worth_a_fusion(g, self.comp)]
@@ -233,6 +242,62 @@ class _Grouper:
         group = FusionGroup({instr.name}, [instr.name], analysis)
         self.groups.append(group)
         self.groups_of.setdefault(instr.name, []).append(group)
+
+    def fuse_convolution_heads(self) -> None:
+        """Offer each convolution refused during the walk to its epilogue's group once more.
+
+        A convolution's epilogue takes its bias as a broadcast inside the
+        fusion. When the broadcast comes before the convolution in the
+        computation, the walk offers the convolution first, while the
+        broadcast is still outside the group (a full-size input the emitter
+        refuses); by now the broadcast has joined, so the group is complete.
+
+        A group whose output is a reshape that only reinterprets the bytes of
+        its operand (the flatten before a classifier's dot) gives that
+        reshape up when that lets the convolution in: unfused, the reshape
+        is a view of the fusion's output and costs nothing.
+        """
+        for instr in self.comp.instructions:
+            if instr.opcode is not Opcode.CONVOLUTION or instr.name not in self.live or self.groups_of.get(instr.name):
+                continue
+            if member_refusal(instr) is not None or instr.name == self.comp.root_name:
+                continue
+            users = self.users[instr.name]
+            groups = {id(g): g for u in users for g in self.groups_of.get(u, ())}
+            if len(groups) != 1 or any(not self.groups_of.get(u) for u in users):
+                continue
+            (group,) = groups.values()
+            try:
+                analysis = self.analyze(group.members | {instr.name}, group.roots)
+            except FusionRefusal:
+                view = self.trailing_view(group)
+                if view is None:
+                    continue
+                try:
+                    analysis = self.analyze(group.members - {view.name} | {instr.name}, [view.operands[0]])
+                except FusionRefusal:
+                    continue
+                self.release_output(group, view)
+            self.add(instr.name, group, analysis, "the head of its epilogue's fusion, once the epilogue was complete")
+
+    def trailing_view(self, group: FusionGroup) -> Instruction | None:
+        """`group`'s only output when it is a reshape that is a view of another member read only by it."""
+        if len(group.roots) != 1:
+            return None
+        root = self.comp.by_name[group.roots[0]]
+        if root.opcode is not Opcode.RESHAPE or root.operands[0] not in group.members:
+            return None
+        operand = self.comp.by_name[root.operands[0]]
+        if operand.shape.is_tuple or not is_view(root, operand.shape) or self.users[operand.name] != [root.name]:
+            return None
+        return root
+
+    def release_output(self, group: FusionGroup, view: Instruction) -> None:
+        """Take the output `view` out of `group`; its operand becomes the output and `view` a view of it."""
+        group.members.discard(view.name)
+        group.roots = [view.operands[0]]
+        group.label = view.operands[0]
+        self.groups_of[view.name] = [g for g in self.groups_of.get(view.name, ()) if g is not group]
 
     # --- multi-output (sibling) fusion ----------------------------------------------------------
     def merge_siblings(self) -> bool:

@@ -5,7 +5,7 @@ forms groups that `analyze_fusion` accepts, and codegen emits a fusion by
 following the `FusionPlan` that `plan_fusion` computes again from the fused
 computation.
 
-Five structures:
+Six structures:
 
 * LOOP - elementwise and shape ops only: one loop nest over the outputs
   (all of the same dimensions), every instruction composed per element.
@@ -30,6 +30,15 @@ Five structures:
   rest in place (ops/dot_blas.py). The dot's operands stay in memory, and no
   input of the epilogue is as large as the output (it could share the
   output's buffer, which the dot overwrites).
+* CONVOLUTION_EPILOGUE - one convolution of two inputs, then a chain of
+  elementwise steps with a scalar or per-feature operand (bias, ReLU), and
+  optionally the 2x2 stride-2 max pool (four slices and their maximums) the
+  front ends give MaxPool: the direct convolution applies the chain to its
+  register tiles before the store (ops/convolution_epilogue.py). Which chains
+  qualify is that emitter's decision (`candidate_refusal`); the plan asks it,
+  so the pass never forms a fusion the emitter would not take. Every member
+  is computed once per element of its own shape: the pool's windows do not
+  overlap, and the chain runs on each accumulator once.
 
 Cost rule shared by all structures: an *expensive* instruction (opcode table
 `info.expensive`: exp, log, tanh, divide, ...) must not be computed more than
@@ -86,13 +95,19 @@ class FusionStructure(enum.Enum):
     SIBLING_REDUCTIONS = "sibling reductions"
     ROW = "row"
     DOT_EPILOGUE = "dot epilogue"
+    CONVOLUTION_EPILOGUE = "convolution epilogue"
 
     @property
     def xla_kind(self) -> str:
-        """The `kind=` attribute XLA would print: kLoop without reductions, kInput with, kOutput for a dot's."""
+        """The `kind=` attribute XLA would print: kLoop without reductions, kInput with, kOutput headed by a
+        dot or a convolution."""
         if self is FusionStructure.LOOP:
             return "kLoop"
-        return "kOutput" if self is FusionStructure.DOT_EPILOGUE else "kInput"
+        return "kOutput" if self in _OUTPUT_STRUCTURES else "kInput"
+
+
+_OUTPUT_STRUCTURES = frozenset({FusionStructure.DOT_EPILOGUE, FusionStructure.CONVOLUTION_EPILOGUE})
+"""Structures headed by an op emitter that writes the output (kOutput); the rest of the fusion follows it."""
 
 
 class StageKind(enum.Enum):
@@ -209,6 +224,8 @@ def _analyze(
     for root in root_instrs:
         if root.shape.is_tuple and not _is_reduce(root):
             raise FusionRefusal(f"output {root.name} has a tuple shape")
+    if any(i.opcode is Opcode.CONVOLUTION for i in instructions):
+        return _analyze_convolution_epilogue(instructions, root_instrs, reductions, shape_of, enforce_costs)
     if any(i.opcode is Opcode.DOT for i in instructions):
         return _analyze_dot_epilogue(instructions, root_instrs, reductions, shape_of, enforce_costs)
     structure = _structure(root_instrs, reductions, members, shape_of)
@@ -281,10 +298,12 @@ def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequ
     """
     if _is_reduce(producer):
         raise ValueError("extend_analysis: a reduce changes the structure; analyze the group again")
-    if producer.opcode is Opcode.DOT or analysis.structure is FusionStructure.DOT_EPILOGUE:
-        # A dot changes the structure, and its epilogue's rules span the whole group: analyze again.
+    if producer.opcode in _OUTPUT_HEADS or analysis.structure in _OUTPUT_STRUCTURES:
+        # A dot or convolution changes the structure, and its epilogue's rules span the whole group:
+        # analyze again.
         if analysis.shape_of is None:
-            raise FusionRefusal("internal: this analysis cannot be extended by a dot (no shape lookup)")
+            raise FusionRefusal(f"internal: this analysis cannot be extended by {producer.name} "
+                                "(no shape lookup)")
         members = _topological((producer, *analysis.members))
         return analyze_fusion(members, analysis.roots, analysis.shape_of, analysis.enforce_costs)
     name = producer.name
@@ -401,6 +420,74 @@ def _analyze_dot_epilogue(instructions, root_instrs, reductions, shape_of: Shape
     )
 
 
+# --- convolution epilogues ---------------------------------------------------------------------------
+
+
+def _analyze_convolution_epilogue(
+    instructions, root_instrs, reductions, shape_of: ShapeOf, enforce_costs: bool
+) -> FusionAnalysis:
+    """A convolution and its epilogue chain (and max pool), as one CONVOLUTION_EPILOGUE fusion.
+
+    The general rules are checked here with messages of their own; which
+    chains the emitter takes is its `candidate_refusal`, asked as is. With
+    `enforce_costs` (the pass), a convolution that is faster unfused is
+    refused too (`_convolution_cost_refusal`).
+    """
+    convolutions = [i for i in instructions if i.opcode is Opcode.CONVOLUTION]
+    if len(convolutions) > 1:
+        raise FusionRefusal(f"a fusion holds at most one convolution ({convolutions[0].name} and "
+                            f"{convolutions[1].name} would share one)")
+    conv = convolutions[0]
+    if reductions:
+        raise FusionRefusal(f"a convolution's epilogue is elementwise: reduction {reductions[0]} cannot follow "
+                            f"{conv.name} in its fusion")
+    if len(root_instrs) != 1:
+        raise FusionRefusal(f"a convolution's epilogue fusion ({conv.name}) has exactly one output")
+    root = root_instrs[0]
+    if root is conv:
+        raise FusionRefusal(f"{conv.name} alone is its own kernel, not a fusion")
+    refusal = _convolution_epilogue_refusal(instructions, root.name, shape_of)
+    if refusal is None and enforce_costs:
+        refusal = _convolution_cost_refusal(conv, shape_of)
+    if refusal is not None:
+        raise FusionRefusal(refusal)
+    # The emitter computes each member once per element of its own shape (see the module docstring),
+    # so the counts are exact without walking readers: the pool's slices read disjoint windows.
+    evaluations = {i.name: 1.0 for i in instructions}
+    contexts = {i.name: {_OUTPUT: 1.0} for i in instructions}
+    return FusionAnalysis(
+        FusionStructure.CONVOLUTION_EPILOGUE, (root.name,), analyze_indexing(instructions, [root.name]),
+        evaluations, contexts, enforce_costs=enforce_costs,
+    )
+
+
+def _convolution_epilogue_refusal(instructions, root_name: str, shape_of: ShapeOf) -> str | None:
+    """Why the convolution-epilogue emitter would not take `instructions` fused with output `root_name`."""
+    # Imported here: codegen imports this module (its fusion emitter follows the plans made here).
+    from ..codegen.ops.convolution_epilogue import candidate_refusal
+
+    return candidate_refusal(instructions, root_name, shape_of)
+
+
+def _convolution_cost_refusal(conv: Instruction, shape_of: ShapeOf) -> str | None:
+    """Why `conv` is faster unfused than heading its epilogue's fusion, or None.
+
+    The epilogue emitter runs the direct lowering. Where the unfused
+    convolution takes Winograd's instead (decided from shapes alone, as
+    here), that saves more than the fused epilogue does: fusing the bench
+    CNN's 16->32 layer at 16x16 as well as its first made the ONNX model
+    take 361 us instead of 303 us (1 thread).
+    """
+    from ..codegen.ops.convolution import conv_geometry
+    from ..codegen.ops.winograd_convolution import winograd_plan
+
+    lhs, rhs = (shape_of(o) for o in conv.operands)
+    if winograd_plan(conv_geometry(lhs, rhs, conv.shape, conv.attrs, conv.name)) is not None:
+        return (f"{conv.name} takes the Winograd lowering unfused, which is faster than the direct "
+                "lowering its epilogue fusion would run")
+    return None
+
+
 def _dot_output_refusal(dot: Instruction, shape_of: ShapeOf) -> str | None:
     """Why `dot` could not write a fusion's output directly through BLAS, or None."""
     # Imported here: codegen imports this module (its fusion emitter follows the plans made here).
@@ -410,6 +497,9 @@ def _dot_output_refusal(dot: Instruction, shape_of: ShapeOf) -> str | None:
 
 
 _ELEMENTWISE_KINDS = frozenset({Kind.UNARY, Kind.BINARY, Kind.TERNARY, Kind.COMPARE, Kind.CONVERT})
+
+_OUTPUT_HEADS = frozenset({Opcode.DOT, Opcode.CONVOLUTION})
+"""Op emitters a fusion may be headed by (DOT_EPILOGUE, CONVOLUTION_EPILOGUE)."""
 
 
 def _nbytes(shape: Shape) -> int:
