@@ -35,7 +35,9 @@ and in a forked child:
   the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT (theirs win), and restores
   the environment afterwards (os.environ is process-wide: a C library
   reading the environment on another thread at that instant could see it).
-  If something else loaded libgomp first, its settings stay.
+  If another library loaded a libgomp first (torch ships its own), that copy
+  keeps its owner's spinning settings, so hlojit loads the system's file as
+  a second, separate runtime of its own (`_system_copy`), passive as above.
 * **Lazy loading.** libgomp is loaded (`activate`) when code that
   references the symbol is loaded, not when hlojit is imported: a process
   that never runs parallel code never maps it (~0.25 ms warm, ~10 ms with a
@@ -172,11 +174,32 @@ def _load_passive() -> ctypes.CDLL:
     """
     if any(name in os.environ for name in WAIT_POLICY_VARIABLES):
         return ctypes.CDLL(LIBGOMP_NAME)
+    name = LIBGOMP_NAME
+    if _already_loaded():
+        # Another library's copy (torch ships its own libgomp.so.1) was initialized with its owner's
+        # settings: spinning by default. Its idle threads spinning after our regions took the second
+        # core from OpenBLAS (the bench MLP's GEMMs 22 -> 38 ms with torch imported). A copy loaded
+        # from another file is a separate runtime with a pool of its own, so ours stays passive.
+        name = _system_copy() or LIBGOMP_NAME
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        return ctypes.CDLL(LIBGOMP_NAME)
+        return ctypes.CDLL(name)
     finally:
         del os.environ["OMP_WAIT_POLICY"]
+
+
+_SYSTEM_DIRECTORIES = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+                       "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib")
+"""Where distributions install libgomp (Debian multiarch first)."""
+
+
+def _system_copy() -> str | None:
+    """The path of the system's libgomp file, or None when there is none in the usual places."""
+    for directory in _SYSTEM_DIRECTORIES:
+        path = os.path.join(directory, LIBGOMP_NAME)
+        if os.path.exists(path):
+            return os.path.realpath(path)
+    return None
 
 
 def _already_loaded() -> bool:

@@ -282,3 +282,36 @@ def test_without_libgomp_parallel_code_runs_on_pthreads():
     report = json.loads(run_script(MISSING_LIBGOMP_SCRIPT))
     assert report["active"] is False and report["identical"] is True
     assert "libgomp-not-installed.so.99" in report["reason"]
+
+
+FOREIGN_COPY_SCRIPT = """
+import ctypes, json, os, shutil, sys, tempfile
+import numpy as np
+from hlojit.runtime import thread_pool
+
+# Another library's libgomp, loaded first from a file of its own (as torch loads torch/lib/libgomp.so.1).
+directory = tempfile.mkdtemp()
+foreign = os.path.join(directory, "libgomp.so.1")
+shutil.copy(thread_pool._system_copy(), foreign)
+ctypes.CDLL(foreign)
+
+from hlojit.api import compile_hlo
+from tests.runtime.test_thread_pool import FORCE, GELU_ROWS
+text = GELU_ROWS % {"rows": 50, "cols": 90}
+x = np.random.default_rng(0).standard_normal((50, 90)).astype(np.float32)
+expected = compile_hlo(text, num_threads=1, cache=False, **FORCE)(x)
+two = compile_hlo(text, num_threads=2, cache=False, **FORCE)
+identical = all(two(x).tobytes() == expected.tobytes() for _ in range(5))
+mapped = sorted({line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line})
+print(json.dumps({"active": thread_pool.active(), "identical": identical, "copies": len(mapped),
+                  "foreign_mapped": any(path.startswith(directory) for path in mapped)}))
+"""
+
+
+@requires_pool
+def test_a_libgomp_loaded_by_another_library_is_left_to_it_and_a_passive_copy_is_used():
+    """The other copy keeps its owner's (spinning) settings; ours is a separate runtime that waits passively."""
+    if thread_pool._system_copy() is None:
+        pytest.skip("no system libgomp file to copy")
+    report = json.loads(run_script(FOREIGN_COPY_SCRIPT))
+    assert report == {"active": True, "identical": True, "copies": 2, "foreign_mapped": True}
