@@ -473,13 +473,24 @@ def _table_entry(b: ir.IRBuilder, table: ir.GlobalVariable, k: ir.Value) -> ir.V
 
 def _emit_padded_image(b: ir.IRBuilder, g: "ConvGeometry", plan: DirectPlan, read_lhs, image: ir.Value,
                        region: ir.Value) -> None:
-    """region[c, i, j] = input[image, c, i - pad_top, j - pad_left] (0 outside), then zero the slack.
-
-    Rows are `pitch` long (see `direct_plan`); features-minor plans store [i, j, c] instead.
-    """
+    """The padded copy of one image: channels-major planes (`emit_padded_planes`), or for features-minor
+    plans [i, j, c]."""
     if plan.features_minor:
         _emit_padded_image_features_minor(b, g, plan, read_lhs, image, region)
-        return
+    else:
+        emit_padded_planes(b, g, plan, read_lhs, image, region)
+
+
+def emit_padded_planes(b: ir.IRBuilder, g: "ConvGeometry", plan, read_lhs, image: ir.Value, region: ir.Value,
+                       observe: Callable[[ir.IRBuilder, ir.Value], None] | None = None) -> None:
+    """region[c, i, j] = input[image, c, i - pad_top, j - pad_left] (0 outside), then zero the slack.
+
+    Shared by the direct and the Winograd lowerings: `plan` gives dtype, channels,
+    padded_height, pitch (elements per padded row), pad_top/pad_left, in_height/
+    in_width, x_axis/y_axis (y_axis None for one spatial dim) and image_elements
+    (the image's region, slack included). `observe(builder, value)` sees every
+    input value copied (Winograd checks them for inf/NaN).
+    """
     labels = g.labels
     dtype = plan.dtype
     zero = T.constant(dtype, 0)
@@ -514,7 +525,10 @@ def _emit_padded_image(b: ir.IRBuilder, g: "ConvGeometry", plan: DirectPlan, rea
                         index[labels.input_spatial[plan.x_axis]] = b.sub(j, T.index_constant(plan.pad_left))
                         if plan.y_axis is not None:
                             index[labels.input_spatial[plan.y_axis]] = y
-                        T.store(b, read_lhs(b, tuple(index)), T.element_pointer(b, row, dtype, j), dtype)
+                        value = read_lhs(b, tuple(index))
+                        if observe is not None:
+                            observe(b, value)
+                        T.store(b, value, T.element_pointer(b, row, dtype, j), dtype)
                 fill_zero(row, copy_hi, width)
 
             if inside is None:

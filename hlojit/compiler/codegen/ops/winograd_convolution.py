@@ -84,7 +84,7 @@ from ..intrinsics import declare
 from ..loops import for_range, if_then
 from ..microkernel import KERNEL_DTYPES, lanes, load_vector, store_vector
 from ..values import ArrayBuffer, element_strides
-from .direct_convolution import direct_plan, emit_direct_convolution
+from .direct_convolution import direct_plan, emit_direct_convolution, emit_padded_planes
 from .register_gemm import emit_register_gemm
 
 if TYPE_CHECKING:
@@ -526,45 +526,14 @@ def _emit_padded_images(b: ir.IRBuilder, g: "ConvGeometry", plan: WinogradPlan, 
                         region: ir.Value, flag: ir.Value) -> None:
     """region[image][c, i, j] = input[first_image + image, c, i - pad_top, j - pad_left] (0 outside), plus
     zeroed slack; ORs `_unsafe` of every copied input value into the i8 at `flag`."""
-    labels = g.labels
     dtype = plan.dtype
-    zero = T.constant(dtype, 0)
-    pitch = plan.pitch
-    copy_lo = min(max(plan.pad_left, 0), pitch)
-    copy_hi = min(max(plan.pad_left + plan.in_width, copy_lo), pitch)
 
-    def fill_zero(row: ir.Value, lo: int, hi: int) -> None:
-        if hi > lo:
-            with for_range(b, hi, start=lo, name="wino.padz") as j:
-                T.store(b, zero, T.element_pointer(b, row, dtype, j), dtype)
+    def observe(builder: ir.IRBuilder, value: ir.Value) -> None:
+        _or_flag(builder, flag, _unsafe(builder, dtype, value))
 
     with for_range(b, plan.chunk_images, name="wino.padn") as local:
-        image = b.add(first_image, local)
         base = T.element_pointer(b, region, dtype, b.mul(local, T.index_constant(plan.image_elements)))
-        with for_range(b, plan.channels, name="wino.padc") as c:
-            with for_range(b, plan.padded_height, name="wino.padi") as i:
-                row_start = b.add(b.mul(c, T.index_constant(plan.plane)), b.mul(i, T.index_constant(pitch)))
-                row = T.element_pointer(b, base, dtype, row_start)
-                y = b.sub(i, T.index_constant(plan.pad_top))
-                inside = b.and_(b.icmp_signed(">=", y, T.index_constant(0)),
-                                b.icmp_signed("<", y, T.index_constant(plan.in_height)))
-                with b.if_else(inside) as (then, otherwise):
-                    with then:
-                        fill_zero(row, 0, copy_lo)
-                        if copy_hi > copy_lo:
-                            with for_range(b, copy_hi, start=copy_lo, name="wino.padx") as j:
-                                index: list[ir.Value] = [T.index_constant(0)] * g.lhs.rank
-                                index[labels.input_batch] = image
-                                index[labels.input_feature] = c
-                                index[labels.input_spatial[plan.x_axis]] = b.sub(j, T.index_constant(plan.pad_left))
-                                index[labels.input_spatial[plan.y_axis]] = y
-                                value = read_lhs(b, tuple(index))
-                                _or_flag(b, flag, _unsafe(b, dtype, value))
-                                T.store(b, value, T.element_pointer(b, row, dtype, j), dtype)
-                        fill_zero(row, copy_hi, pitch)
-                    with otherwise:
-                        fill_zero(row, 0, pitch)
-        fill_zero(base, plan.channels * plan.plane, plan.image_elements)
+        emit_padded_planes(b, g, plan, read_lhs, b.add(first_image, local), base, observe)
 
 
 def _tile_vectors(b: ir.IRBuilder, plan: WinogradPlan, body: Callable[[ir.Value, int | None, int | None], None]
