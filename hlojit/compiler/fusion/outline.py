@@ -20,7 +20,7 @@ from hlojit.ir.module import Computation, Instruction
 from hlojit.ir.opcodes import Opcode
 from hlojit.ir.shape import TupleShape
 
-from ..passes.rewrite import has_side_effect, unique_name
+from ..passes.rewrite import has_side_effect, topological_order, unique_name
 from .grouping import FusionGroup
 
 
@@ -109,43 +109,13 @@ def _outer_instructions(comp, outlined: list[_Outlined], output_of: dict[str, st
                     item.outputs[root], Opcode.GET_TUPLE_ELEMENT, comp.by_name[root].shape,
                     (fusion.name,), Attrs({"index": index}),
                 ))
-    ordered = _topological(emitted)
+    ordered = topological_order(emitted)
     root = output_of.get(comp.root_name, comp.root_name)
     # Every instruction that is not fused stays, dead or not (DCE is another pass's job), and so must
     # whatever it reads: a fused member still used by dead code outside the group is kept too.
     kept = {i.name for i in ordered if i.name not in fused_members}
     live = _live_names(ordered, kept | {root})
     return [i for i in ordered if i.name in live]
-
-
-def _topological(instructions: list[Instruction]) -> list[Instruction]:
-    """A stable topological order: each instruction as early as its list position allows after its operands."""
-    by_name = {i.name: i for i in instructions}
-    placed: set[str] = set()
-    pending: set[str] = set()
-    result: list[Instruction] = []
-
-    def place(instr: Instruction) -> None:
-        stack = [(instr, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if current.name in placed:
-                continue
-            if expanded:
-                placed.add(current.name)
-                result.append(current)
-                continue
-            if current.name in pending:
-                raise AssertionError(f"fusion outlining made a cycle through {current.name}")
-            pending.add(current.name)
-            stack.append((current, True))
-            for operand in reversed(current.operands):
-                if operand not in placed:
-                    stack.append((by_name[operand], False))
-
-    for instr in instructions:
-        place(instr)
-    return result
 
 
 def _live_names(instructions: list[Instruction], needed: set[str]) -> set[str]:

@@ -62,6 +62,7 @@ from hlojit.ir.module import Instruction
 from hlojit.ir.opcodes import Kind, Opcode
 from hlojit.ir.shape import ArrayShape, Shape
 
+from ..passes.rewrite import topological_order
 from .indexing import Indexing, LoopVar, analyze_indexing, array_dims, join, operand_indexing
 
 MAX_REDUCTIONS_PER_FUSION = 4
@@ -304,7 +305,7 @@ def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequ
         if analysis.shape_of is None:
             raise FusionRefusal(f"internal: this analysis cannot be extended by {producer.name} "
                                 "(no shape lookup)")
-        members = _topological((producer, *analysis.members))
+        members = topological_order((producer, *analysis.members))
         return analyze_fusion(members, analysis.roots, analysis.shape_of, analysis.enforce_costs)
     name = producer.name
     if analysis.enforce_costs and len(analysis.indexing) + 1 > MAX_FUSED_INSTRUCTIONS:
@@ -335,28 +336,6 @@ def extend_analysis(analysis: FusionAnalysis, producer: Instruction, users: Sequ
         row_buffer_bytes=counts.buffers.used if counts.buffers else 0,
         members=(producer, *analysis.members),  # upstream of every member it feeds
     )
-
-
-def _topological(instructions: Sequence[Instruction]) -> list[Instruction]:
-    """`instructions` ordered so that each comes after those of its operands that are among them."""
-    by_name = {i.name: i for i in instructions}
-    placed: dict[str, Instruction] = {}
-
-    def place(instr: Instruction) -> None:
-        stack = [(instr, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if current.name in placed:
-                continue
-            if expanded:
-                placed[current.name] = current
-                continue
-            stack.append((current, True))
-            stack.extend((by_name[o], False) for o in reversed(current.operands) if o in by_name and o not in placed)
-
-    for instr in instructions:
-        place(instr)
-    return list(placed.values())
 
 
 # --- dot epilogues -----------------------------------------------------------------------------------

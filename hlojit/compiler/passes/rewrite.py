@@ -76,6 +76,32 @@ def module_instruction_names(module: Module) -> set[str]:
 _NUMBERED = re.compile(r"^(.*?)(?:\.(\d+))?$")
 
 
+def topological_order(instructions: Iterable[Instruction]) -> list[Instruction]:
+    """A stable topological order of `instructions`: each as early as its list position allows after those
+    of its operands that are among them (operands outside the list are ignored). A cycle raises."""
+    instructions = list(instructions)
+    by_name = {i.name: i for i in instructions}
+    placed: set[str] = set()
+    pending: set[str] = set()
+    result: list[Instruction] = []
+    for first in instructions:
+        stack = [(first, False)]
+        while stack:
+            current, expanded = stack.pop()
+            if current.name in placed:
+                continue
+            if expanded:
+                placed.add(current.name)
+                result.append(current)
+                continue
+            if current.name in pending:
+                raise ValueError(f"instructions form a cycle through {current.name}")
+            pending.add(current.name)
+            stack.append((current, True))
+            stack.extend((by_name[o], False) for o in reversed(current.operands) if o in by_name and o not in placed)
+    return result
+
+
 def unique_name(base: str, taken: set[str]) -> str:
     """`base` itself if free, else `stem.N` with the smallest free N (XLA's NameUniquer style).
 
