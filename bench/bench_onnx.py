@@ -23,29 +23,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import sys
 import time
 import warnings
-from typing import Callable
 
 import numpy as np
 from peers import describe_failure
-from torch_models import Prepared
-
-
-def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeats: int = 500) -> float:
-    """Median time of `call` over enough repetitions to fill about `min_time` seconds (after a warm-up)."""
-    call()
-    times: list[float] = []
-    spent = 0.0
-    while (spent < min_time or len(times) < 10) and len(times) < max_repeats:
-        start = time.perf_counter()
-        call()
-        elapsed = time.perf_counter() - start
-        times.append(elapsed)
-        spent += elapsed
-    return statistics.median(times)
+from torch_models import Prepared, interleaved_medians
 
 
 def _format(seconds: float | None) -> str:
@@ -133,16 +117,6 @@ def prepare_model(module, shape: tuple[int, ...], opset: int = 17, threads: int 
     x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     onnxruntime, want = _onnxruntime(serialized, x, threads)
     return [_hlojit(serialized, x, want), onnxruntime]
-
-
-def interleaved_medians(prepared: list[Prepared], rounds: int = 5, seconds: float = 0.15) -> dict[str, float]:
-    """Per ready runtime, the median over `rounds` of its median per-call time, alternating round by round."""
-    per_round: dict[str, list[float]] = {p.system: [] for p in prepared if p.call is not None}
-    for _ in range(rounds):
-        for p in prepared:
-            if p.call is not None:
-                per_round[p.system].append(median_seconds(p.call, min_time=seconds))
-    return {system: statistics.median(times) for system, times in per_round.items()}
 
 
 def run(opset: int = 17, threads: int | None = None) -> None:

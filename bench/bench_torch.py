@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
 import time
 import warnings
 from typing import Callable
 
 from peers import describe_failure
-from torch_models import Prepared
+from torch_models import Prepared, interleaved_medians
 
 SYSTEMS = ("eager", "hlojit", "inductor")
 """The columns of the torch benchmark, in table order."""
@@ -104,31 +103,6 @@ def prepare_model(module, shape: tuple[int, ...], *, cold: bool = True, seed: in
             _compiled(module, x, expected, "inductor", cold)]
 
 
-def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeats: int = 500) -> float:
-    """Median time of `call` over enough repetitions to fill about `min_time` seconds (after warm-up)."""
-    for _ in range(3):
-        call()
-    times: list[float] = []
-    spent = 0.0
-    while (spent < min_time or len(times) < 10) and len(times) < max_repeats:
-        start = CLOCK()
-        call()
-        elapsed = CLOCK() - start
-        times.append(elapsed)
-        spent += elapsed
-    return statistics.median(times)
-
-
-def interleaved_medians(prepared: list[Prepared], rounds: int = 5, seconds: float = 0.15) -> dict[str, float]:
-    """Per ready system, the median over `rounds` of its median per-call time, the systems
-    alternating round by round so drift in the machine's speed hits them alike."""
-    per_round: dict[str, list[float]] = {p.system: [] for p in prepared if p.call is not None}
-    for _ in range(rounds):
-        for p in prepared:
-            if p.call is not None:
-                per_round[p.system].append(median_seconds(p.call, min_time=seconds))
-    return {system: statistics.median(times) for system, times in per_round.items()}
-
 
 def _format(seconds: float | None) -> str:
     if seconds is None:
@@ -156,7 +130,7 @@ def run() -> None:
         for p in prepared:
             if p.status != "ok":
                 print(f"  {name}: {p.system} {p.status}")
-        times = interleaved_medians(prepared)
+        times = interleaved_medians(prepared, clock=CLOCK)
         by_system = {p.system: p for p in prepared}
 
         def ratio(a: str, b: str) -> str:

@@ -3,6 +3,8 @@ and the record both use for a system prepared to run one of them."""
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -71,3 +73,31 @@ def models():
         ("cnn 8x3x32x32", CNN().eval(), (8, 3, 32, 32)),
         ("transformer block 4x64x128", TransformerBlock().eval(), (4, 64, 128)),
     ]
+
+
+def median_seconds(call: Callable[[], object], min_time: float = 0.5, max_repeats: int = 500,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median time of `call` by `clock` over enough repetitions to fill about `min_time` seconds (after warm-up)."""
+    for _ in range(3):
+        call()
+    times: list[float] = []
+    spent = 0.0
+    while (spent < min_time or len(times) < 10) and len(times) < max_repeats:
+        start = clock()
+        call()
+        elapsed = clock() - start
+        times.append(elapsed)
+        spent += elapsed
+    return statistics.median(times)
+
+
+def interleaved_medians(prepared: list[Prepared], rounds: int = 5, seconds: float = 0.15,
+                        clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Per ready system, the median over `rounds` of its median per-call time, the systems
+    alternating round by round so drift in the machine's speed hits them alike."""
+    per_round: dict[str, list[float]] = {p.system: [] for p in prepared if p.call is not None}
+    for _ in range(rounds):
+        for p in prepared:
+            if p.call is not None:
+                per_round[p.system].append(median_seconds(p.call, min_time=seconds, clock=clock))
+    return {system: statistics.median(times) for system, times in per_round.items()}
